@@ -1,0 +1,158 @@
+"""One registry of PEFT methods, and the solver that matches their trainable-weight ratios.
+
+A method is a :class:`PeftMethod` instance registered under a name. It has one size knob
+(LoRA rank, prompt length, adapter width, k, ...) or none (full, linear, BitFit). Given a
+target ratio, :func:`prepare` picks the knob whose achieved ratio is closest in log space,
+applies the method, and reports target vs achieved ratio; a ratio a method cannot reach
+within ``TOLERANCE`` is reported as unreachable, never silently shifted.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from shpeft import num_backbone_parameters, trainable_report
+
+TOLERANCE = 0.10  # relative distance between achieved and target ratio that still counts as matched
+HEAD = ("head",)  # the classification head: always trained, never counted in the ratio
+
+_REGISTRY: dict[str, PeftMethod] = {}
+
+
+class PeftMethod:
+    """A PEFT method with (at most) one size knob. Subclasses implement :meth:`apply`."""
+
+    knob: ClassVar[str | None] = None  # name of the size knob; None = fixed size
+    native: ClassVar[Any] = None  # knob value of the method's own paper (used when ratio=None)
+    needs_data: ClassVar[bool] = False  # apply() reads the calibration loader
+    name: str = ""  # set by register()
+
+    def apply(self, model: nn.Module, knob: Any, calib: Iterable | None) -> nn.Module:
+        """Adapt ``model`` in place (or return a new one): only the method's parameters and the
+        head require grad; at knob's size."""
+        raise NotImplementedError
+
+    def default_knob(self, model: nn.Module, backbone: int) -> Any:
+        """Knob used when no ratio is asked for: the method's own paper's setting."""
+        return self.native
+
+    def candidates(self, model: nn.Module) -> Sequence[Any]:
+        """Knob values the solver may choose from, in increasing size."""
+        return [self.native]
+
+    def count(self, model: nn.Module, knob: Any) -> int:
+        """Trainable backbone parameters at ``knob`` (default: apply to a copy and count)."""
+        clone = self.apply(copy.deepcopy(model), knob, None)
+        return int(trainable_report(clone, head=HEAD)["trainable_backbone"])
+
+    def solve(self, model: nn.Module, ratio: float, backbone: int) -> Any:
+        """The candidate knob whose ratio is closest to ``ratio`` in log space."""
+        best, best_gap = None, math.inf
+        for knob in self.candidates(model):
+            n = self.count(model, knob)
+            gap = abs(math.log(max(n, 1) / (ratio * backbone)))
+            if gap < best_gap:
+                best, best_gap = knob, gap
+            elif n > ratio * backbone:
+                break  # counts grow with the knob: past the target nothing gets closer
+        return best
+
+
+def register(name: str, method: PeftMethod | None = None) -> Callable | PeftMethod:
+    """Register ``method`` under ``name``; usable as a class decorator (no-argument classes)."""
+
+    def add(obj):
+        instance = obj() if isinstance(obj, type) else obj
+        if name in _REGISTRY:
+            raise ValueError(f"PEFT method {name!r} is registered twice")
+        instance.name = name
+        _REGISTRY[name] = instance
+        return obj
+
+    return add(method) if method is not None else add
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> PeftMethod:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown PEFT method {name!r}; registered methods: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def freeze_all_but_head(model: nn.Module, head: Sequence[str] = HEAD) -> nn.Module:
+    """requires_grad False everywhere except the classification head."""
+    model.requires_grad_(False)
+    for h in head:
+        model.get_submodule(h).requires_grad_(True)
+    return model
+
+
+@dataclass
+class Prepared:
+    """A model ready to train under one method at one budget, and how the budget was met."""
+
+    model: nn.Module
+    method: str
+    knob: str | None
+    knob_value: Any
+    target_ratio: float | None
+    achieved_ratio: float
+    trainable: int
+    backbone_params: int
+    head_params: int
+    reachable: bool
+    note: str
+
+    def budget(self) -> dict[str, Any]:
+        """The ``budget`` block of a result JSON."""
+        return {
+            "target_ratio": self.target_ratio,
+            "achieved_ratio": self.achieved_ratio,
+            "trainable": self.trainable,
+            "backbone_params": self.backbone_params,
+            "head_params": self.head_params,
+            "knob": self.knob,
+            "knob_value": self.knob_value,
+            "reachable": self.reachable,
+            "note": self.note,
+        }
+
+
+def prepare(
+    name: str, model: nn.Module, ratio: float | None = None, calib: Iterable | None = None
+) -> Prepared:
+    """Adapt ``model`` with method ``name`` at the trainable ratio ``ratio`` (None = native size).
+
+    The ratio is trainable backbone parameters / backbone parameters (head excluded: it is
+    always trained and reported as ``head_params``).
+    """
+    method = get(name)
+    if ratio is not None and not (0 < ratio <= 1):
+        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+    if method.needs_data and calib is None:
+        raise ValueError(f"method {name!r} needs a calibration data loader")
+    backbone = num_backbone_parameters(model, HEAD)
+    knob = method.default_knob(model, backbone) if ratio is None else method.solve(model, ratio, backbone)
+    model = method.apply(model, knob, calib)
+    report = trainable_report(model, head=HEAD, backbone_params=backbone)
+    achieved = report["ratio"]
+    reachable, note = True, ""
+    if ratio is not None and abs(achieved / ratio - 1) > TOLERANCE:
+        reachable = False
+        knob_text = f" ({method.knob}={knob})" if method.knob else ""
+        note = (
+            f"{name} cannot reach ratio {ratio:.3g}: the closest it gets is {achieved:.3g}{knob_text}"
+        )
+    return Prepared(
+        model=model, method=name, knob=method.knob, knob_value=knob, target_ratio=ratio,
+        achieved_ratio=achieved, trainable=report["trainable"], backbone_params=backbone,
+        head_params=report["head_params"], reachable=reachable, note=note,
+    )
