@@ -9,6 +9,7 @@
 """
 from .api import SCORE_KINDS, importance, num_backbone_parameters, trainable_report
 from .eligible import DEFAULT_PATTERNS, eligible_parameters
+from .importance import NonFiniteError
 from .io import AdapterMismatchError, load_adapter, read_adapter, save_adapter
 from .select import Mask, select
 from .sparse import SparseDelta, SparseDeltaLinear, apply, delta_sites, merge
@@ -20,6 +21,7 @@ __all__ = [
     "SCORE_KINDS",
     "AdapterMismatchError",
     "Mask",
+    "NonFiniteError",
     "SparseDelta",
     "SparseDeltaLinear",
     "apply",

@@ -32,6 +32,10 @@ _REDUCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
 _ESTIMATOR_REDUCTION: dict[str, Reduction] = {"l1": "abs", "l2": "sq"}
 
 
+class NonFiniteError(ValueError):
+    """A loss or score became NaN/Inf."""
+
+
 def _estimator(name: str) -> Callable[[Tensor], Tensor]:
     if name not in _ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(_ESTIMATORS)}")
@@ -43,7 +47,7 @@ def check_finite(scores: Mapping[str, Tensor]) -> None:
     for name, s in scores.items():
         if not torch.isfinite(s).all():
             bad = int((~torch.isfinite(s)).sum())
-            raise ValueError(f"importance scores of {name!r} contain {bad} NaN/Inf values")
+            raise NonFiniteError(f"importance scores of {name!r} contain {bad} NaN/Inf values")
 
 
 def gradient_statistics(
@@ -90,7 +94,7 @@ def gradient_statistics(
         for images_b, labels_b in loader:
             loss = loss_fn(model(images_b.to(device)), labels_b.to(device))
             if not torch.isfinite(loss):
-                raise ValueError(f"task loss is {loss.item()} on importance batch {used}")
+                raise NonFiniteError(f"task loss is {loss.item()} on importance batch {used}")
             loss.backward()
             used += 1
             images += len(labels_b)
