@@ -30,6 +30,7 @@ class PeftMethod:
     knob: ClassVar[str | None] = None  # name of the size knob; None = fixed size
     native: ClassVar[Any] = None  # knob value of the method's own paper (used when ratio=None)
     needs_data: ClassVar[bool] = False  # apply() reads the calibration loader
+    lr: ClassVar[float] = 1e-3  # default learning rate of the benchmark for this method
     name: str = ""  # set by register()
 
     def apply(self, model: nn.Module, knob: Any, calib: Iterable | None) -> nn.Module:

@@ -10,6 +10,8 @@ from .registry import PeftMethod, freeze_all_but_head, register
 class FullFineTuning(PeftMethod):
     """Every weight is trained."""
 
+    lr = 3e-5  # a pretrained ViT diverges at PEFT learning rates
+
     def apply(self, model: nn.Module, knob: None, calib) -> nn.Module:
         return model.requires_grad_(True)
 

@@ -1,0 +1,111 @@
+"""SPT-LoRA: Sensitivity-aware visual Parameter-efficient fine-Tuning (He et al., ICCV 2023,
+arXiv 2303.08566; reference code github.com/ziplab/SPT, ``engine.py:get_sensitivity``).
+
+1. Sensitivity of every weight: the squared task-loss gradient summed over calibration batches
+   (SPT: 16 batches of 32 images). We use shpeft's task-specific L2 score (the mean: same ranking).
+2. Rank all weights globally and take the top tau. A weight matrix W (d_out x d_in) with at least
+   sigma_opt = r (d_in + d_out) / alpha selected weights (r = 8, alpha = 10) is tuned with a rank-r
+   LoRA, which costs r (d_in + d_out) of the budget instead of its selected weights; every other
+   matrix tunes its selected weights (unstructured, shpeft sparse deltas).
+3. SPT sweeps tau and keeps the plan whose total cost is closest to the budget. Here the budget
+   is exact: the LoRA set is the one at the largest tau whose cost still fits k, and the rest of k
+   goes to the most sensitive weights of the other matrices.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from itertools import accumulate
+from collections.abc import Iterable, Mapping
+
+import peft
+import torch
+from torch import Tensor, nn
+
+import shpeft
+from shpeft.select import num_selected
+
+from .registry import HEAD, freeze_all_but_head, register
+from .shpeft import SparseImportanceTuning
+
+NATIVE_RATIO = 5e-3  # ~0.43M of ViT-B/16's 85.8M; SPT sweeps 0.2M-1.0M (configs/*_spt_lora.sh)
+SENSITIVITY_IMAGES = 512  # SPT: --sensitivity_batch_num 16 x --batch-size 32
+
+
+def lora_costs(model: nn.Module, names: Iterable[str], rank: int) -> dict[str, int]:
+    """r (d_in + d_out) for each named weight of a plain ``nn.Linear`` (the LoRA candidates)."""
+    costs = {}
+    for name in names:
+        owner, _, param = name.rpartition(".")
+        module = model.get_submodule(owner)
+        if type(module) is nn.Linear and param == "weight":
+            costs[name] = rank * (module.in_features + module.out_features)
+    return costs
+
+
+def structured_matrices(scores: Mapping[str, Tensor], costs: Mapping[str, int], k: int, alpha: float) -> list[str]:
+    """The weights SPT tunes with LoRA under a budget of ``k`` trainable parameters.
+
+    Matrix m turns structured once tau reaches its ceil(cost_m / alpha)-th largest score, so the
+    LoRA sets along the tau sweep are prefixes of the matrices sorted by that score. Returns the
+    longest prefix whose cost (LoRAs + weights selected elsewhere) at its switch point fits k;
+    that cost grows with the prefix, hence the bisection.
+    """
+    switch = {
+        n: float(torch.topk(scores[n].flatten(), need).values[-1])
+        for n, c in costs.items()
+        if (need := math.ceil(c / alpha)) <= scores[n].numel()
+    }
+    order = sorted(switch, key=lambda n: -switch[n])
+    order = order[: bisect.bisect_right(list(accumulate(costs[n] for n in order)), k)]  # LoRAs alone fit
+
+    def cost_at_switch(j: int) -> int:
+        lora, tau_score = set(order[:j]), switch[order[j - 1]]
+        sparse = sum(int((s >= tau_score).sum()) for n, s in scores.items() if n not in lora)
+        return sum(costs[n] for n in lora) + sparse
+
+    return order[: bisect.bisect_right(range(1, len(order) + 1), k, key=cost_at_switch)]
+
+
+class SPTLoRA(SparseImportanceTuning):
+    """SPT with LoRA as the structured module (SPT-LoRA); knob k = trainable backbone weights."""
+
+    def __init__(self, rank: int = 8, alpha: float = 10.0):
+        super().__init__(kind="task_specific", estimator="l2")
+        self.rank, self.alpha = rank, alpha  # SPT's --low_rank_dim and --alpha defaults
+
+    def default_knob(self, model: nn.Module, backbone: int) -> int:
+        return num_selected(NATIVE_RATIO, backbone)
+
+    def count(self, model: nn.Module, knob: int) -> int:
+        """k, capped by the most SPT can train: a LoRA on every candidate matrix, other weights dense."""
+        weights = shpeft.eligible_parameters(model)
+        costs = lora_costs(model, weights, self.rank)
+        most = sum(costs[n] if n in costs else p.numel() for n, p in weights.items())
+        return min(knob, most)
+
+    def apply(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
+        scores = shpeft.importance(
+            model, calib, kind=self.kind, estimator=self.estimator, max_images=SENSITIVITY_IMAGES
+        )
+        costs = lora_costs(model, scores, self.rank)
+        lora = structured_matrices(scores, costs, knob, self.alpha)
+        rest = {n: s for n, s in scores.items() if n not in lora}
+        n_sparse = min(knob - sum(costs[n] for n in lora), sum(s.numel() for s in rest.values()))
+        backbone = shpeft.num_backbone_parameters(model, HEAD)
+        if lora:  # SPT's LoRA: no scaling (alpha = r), dropout 0.1 on its input; B = 0 at init
+            config = peft.LoraConfig(
+                r=self.rank, lora_alpha=self.rank, lora_dropout=0.1,
+                target_modules=[n.removesuffix(".weight") for n in lora],
+            )
+            model = peft.inject_adapter_in_model(config, model)
+        freeze_all_but_head(model)
+        if n_sparse > 0:
+            shpeft.apply(model, shpeft.select(rest, n_sparse / backbone, total=backbone), train_extra=HEAD)
+        for name, p in model.named_parameters():
+            if ".lora_" in name:
+                p.requires_grad_(True)
+        return model
+
+
+register("spt", SPTLoRA())

@@ -1,0 +1,150 @@
+"""Bottleneck adapters (baselines/adapter.py): Houlsby sequential and AdaptFormer parallel
+placement, identity at init, what trains, analytic counts, ratios on ViT-B/16."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+
+import baselines
+from baselines.adapter import AdaptFormer, Houlsby
+from shpeft import num_backbone_parameters, trainable_report
+
+SITES = {"adapter": ("attn", "mlp"), "adaptformer": ("mlp",)}
+VIT_B_LN = (1 + 2 * 12 + 1) * 2 * 768  # norm_pre, norm1/norm2 per block, final norm
+
+
+def bottleneck(width: int) -> int:
+    """Weights and biases of one ViT-B bottleneck (768 -> width -> 768)."""
+    return 2 * 768 * width + width + 768
+
+
+def tiny_vit() -> VisionTransformer:
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3)
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def randomise_adapters(model: torch.nn.Module) -> None:
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".adapter." in name:
+                p.normal_()
+
+
+@pytest.fixture(scope="module")
+def vit_b() -> torch.nn.Module:
+    return timm.create_model("vit_base_patch16_clip_224", pretrained=False, num_classes=10)
+
+
+@pytest.mark.parametrize("name", SITES)
+def test_output_at_init_equals_frozen_model(name: str) -> None:
+    x, _ = batch()
+    model = baselines.get(name).apply(tiny_vit(), 4, None).eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), tiny_vit().eval()(x))
+
+
+def test_houlsby_adapts_each_sublayer_output_before_the_residual() -> None:
+    block = Houlsby().apply(tiny_vit(), 3, None).blocks[0]
+    randomise_adapters(block)
+    x = torch.randn(2, 5, 16)
+    attn, mlp = block.attn, block.mlp
+    with torch.no_grad():
+        a = attn.sublayer(block.norm1(x))
+        x1 = x + a + attn.adapter.up(F.gelu(attn.adapter.down(a)))
+        m = mlp.sublayer(block.norm2(x1))
+        expected = x1 + m + mlp.adapter.up(F.gelu(mlp.adapter.down(m)))
+        torch.testing.assert_close(block(x), expected, rtol=0, atol=1e-6)
+
+
+def test_adaptformer_adds_a_scaled_branch_parallel_to_the_mlp() -> None:
+    block = AdaptFormer().apply(tiny_vit(), 3, None).blocks[0]
+    randomise_adapters(block)
+    x = torch.randn(2, 5, 16)
+    mlp = block.mlp
+    with torch.no_grad():
+        x1 = x + block.attn(block.norm1(x))
+        u = block.norm2(x1)
+        expected = x1 + mlp.sublayer(u) + 0.1 * mlp.adapter.up(F.relu(mlp.adapter.down(u)))
+        torch.testing.assert_close(block(x), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SITES)
+def test_only_adapters_norms_and_head_train_and_backbone_stays_bit_identical(name: str) -> None:
+    """Two AdamW steps: up moves on the first (down's gradient is 0 while up = 0), down on the second."""
+    x, y = batch()
+    model = tiny_vit()
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model = baselines.get(name).apply(model, 2, None)
+    adapters = {
+        f"blocks.{i}.{site}.adapter.{layer}.{kind}"
+        for i in range(2) for site in SITES[name] for layer in ("down", "up") for kind in ("weight", "bias")
+    }
+    norms = {n for n in original if "norm" in n} if name == "adapter" else set()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == adapters | norms | {"head.weight", "head.bias"}
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    for n in adapters:
+        assert not torch.equal(model.get_parameter(n), before[n]), n
+    current = {n.replace(".sublayer", ""): p for n, p in model.named_parameters()}
+    for n, old in original.items():
+        if n not in norms and not n.startswith("head."):
+            assert torch.equal(current[n].detach(), old), n
+
+
+@pytest.mark.parametrize("method", [Houlsby(), Houlsby(train_norms=False), AdaptFormer()])
+@pytest.mark.parametrize("width", [1, 5])
+def test_analytic_count_equals_counted(method: baselines.PeftMethod, width: int) -> None:
+    model = tiny_vit()
+    expected = method.count(model, width)
+    assert trainable_report(method.apply(model, width, None))["trainable_backbone"] == expected
+
+
+def test_analytic_count_on_vit_b(vit_b: torch.nn.Module) -> None:
+    assert Houlsby().count(vit_b, 7) == 24 * bottleneck(7) + VIT_B_LN
+    assert Houlsby(train_norms=False).count(vit_b, 7) == 24 * bottleneck(7)
+    assert AdaptFormer().count(vit_b, 7) == 12 * bottleneck(7)
+
+
+@pytest.mark.parametrize(
+    ("name", "ratio", "width", "reachable"),
+    [
+        ("adapter", 1e-4, 1, False),  # width 1 + LayerNorms = 95,256 = 1.11e-3
+        ("adapter", 1e-3, 1, False),  # the same 1.11e-3 is 11% off
+        ("adapter", 1e-2, 22, True),  # 869,904 = 1.014e-2
+        ("adaptformer", 1e-4, 1, False),  # width 1 = 27,660 = 3.2e-4
+        ("adaptformer", 1e-3, 4, True),  # 82,992 = 9.67e-4
+        ("adaptformer", 1e-2, 46, True),  # 857,640 = 9.996e-3
+    ],
+)
+def test_vit_b_budgets(vit_b: torch.nn.Module, name: str, ratio: float, width: int, reachable: bool) -> None:
+    prepared = baselines.prepare(name, copy.deepcopy(vit_b), ratio)
+    expected = 24 * bottleneck(width) + VIT_B_LN if name == "adapter" else 12 * bottleneck(width)
+    assert (prepared.knob, prepared.knob_value, prepared.reachable) == ("width", width, reachable)
+    assert prepared.trainable - prepared.head_params == expected
+    assert prepared.achieved_ratio == pytest.approx(expected / num_backbone_parameters(vit_b))
+    assert (abs(prepared.achieved_ratio / ratio - 1) <= 0.10) == reachable
+    assert ("cannot reach" in prepared.note) == (not reachable)
+
+
+def test_houlsby_without_norms_reaches_1e3(vit_b: torch.nn.Module) -> None:
+    backbone = num_backbone_parameters(vit_b)
+    method = Houlsby(train_norms=False)
+    assert method.solve(vit_b, 1e-3, backbone) == 2
+    assert 24 * bottleneck(2) / backbone == pytest.approx(1.0747e-3, rel=1e-4)

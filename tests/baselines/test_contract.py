@@ -1,0 +1,84 @@
+"""The contract every registered method keeps (runs over the whole registry, so a new
+method file is checked without writing anything here)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+
+import baselines
+
+# Methods whose paper does not claim an unchanged output at initialisation.
+OUTPUT_CHANGES_AT_INIT = {"vpt-shallow", "vpt-deep"}
+
+
+def tiny_vit(seed=0):
+    torch.manual_seed(seed)
+    return VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("name", baselines.names())
+def test_init_output_equals_frozen_backbone(name, batch):
+    if name in OUTPUT_CHANGES_AT_INIT:
+        pytest.skip(f"{name} changes the output at init by design")
+    x, y = batch
+    frozen = tiny_vit().eval()
+    prepared = baselines.prepare(name, tiny_vit(), None, [batch])
+    torch.testing.assert_close(prepared.model.eval()(x), frozen(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", baselines.names())
+def test_one_step_changes_only_the_methods_parameters(name, batch):
+    """Every original parameter object (wrapped or not) that the method froze stays bit-identical."""
+    x, y = batch
+    model = tiny_vit()
+    original = [(n, p, p.detach().clone()) for n, p in model.named_parameters()]
+    prepared = baselines.prepare(name, model, None, [batch])
+    trainable = [p for p in prepared.model.parameters() if p.requires_grad]
+    assert trainable, name
+    opt = torch.optim.AdamW(trainable, lr=1e-2)
+    F.cross_entropy(prepared.model.train()(x), y).backward()
+    opt.step()
+    frozen = [(n, p, old) for n, p, old in original if not p.requires_grad]
+    for n, p, old in frozen:
+        assert torch.equal(p.detach(), old), f"{name}: frozen parameter {n} changed"
+    moved = [p for p in trainable if p.grad is not None and p.grad.abs().sum() > 0]
+    assert moved, f"{name}: no trainable parameter received a gradient"
+    assert prepared.head_params == 16 * 3 + 3
+
+
+@pytest.mark.parametrize("name", baselines.names())
+def test_budget_is_reported(name, batch):
+    prepared = baselines.prepare(name, tiny_vit(), None, [batch])
+    budget = prepared.budget()
+    assert budget["backbone_params"] == sum(p.numel() for n, p in tiny_vit().named_parameters() if not n.startswith("head."))
+    assert budget["achieved_ratio"] >= 0  # 0 for the linear probe; may exceed 1 on the 16-wide toy ViT for methods that add modules
+    assert budget["reachable"] is True and budget["target_ratio"] is None
+
+
+def test_unknown_method_lists_registered_names():
+    with pytest.raises(KeyError, match="registered methods: .*bitfit.*shpeft"):
+        baselines.get("no-such-method")
+
+
+def test_ratio_outside_unit_interval_is_rejected(batch):
+    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\]"):
+        baselines.prepare("shpeft", tiny_vit(), 1.5, [batch])
+
+
+def test_fixed_size_method_reports_unreachable_ratio(batch):
+    prepared = baselines.prepare("bitfit", tiny_vit(), 1e-3, [batch])
+    assert not prepared.reachable
+    assert "bitfit cannot reach ratio 0.001" in prepared.note
+
+
+def test_sparse_methods_hit_the_ratio_exactly(batch):
+    for name in [n for n in baselines.names() if n.startswith("shpeft")]:
+        prepared = baselines.prepare(name, tiny_vit(), 1e-2, [batch])
+        assert prepared.trainable - prepared.head_params == round(1e-2 * prepared.backbone_params), name
+        assert prepared.reachable
