@@ -1,0 +1,98 @@
+"""The uint8 cache: decoded once, reused, written atomically, described by meta.json."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import benchmark.data as data
+from benchmark.data.base import RawSplit, Source
+from benchmark.data.cache import READY
+from benchmark.data.images import decode_array, read_image
+from benchmark.data.registry import DatasetSpec
+
+
+@pytest.fixture
+def counted(data_registry):
+    """A registered dataset whose loader counts its calls (3 classes, 30 array images)."""
+    calls = []
+
+    def loader(root, size):
+        calls.append(size)
+        images = np.random.default_rng(0).integers(0, 256, (30, 12, 12, 3), dtype=np.uint8)
+        return Source({"all": RawSplit(images, np.arange(30) % 3)}, ("a", "b", "c"), root)
+
+    data.register(DatasetSpec(name="counted", modality="test", num_classes=3, class_names=("a", "b", "c"),
+                              splits="", source="test", status="user", loader=loader))
+    return calls
+
+
+def test_prepare_decodes_once_and_reuses_the_cache(tmp_path, counted):
+    out = data.prepare("counted", tmp_path, size=8)
+    assert out == tmp_path / "counted" / "8" and (out / READY).is_file()
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert data.prepare("counted", tmp_path, size=8) == out
+    data.load("counted", tmp_path, size=8)
+    assert counted == [8]  # the loader (and decoding) ran once
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+    data.prepare("counted", tmp_path, size=10)  # another size is another cache
+    assert counted == [8, 10]
+    assert not list((tmp_path / "counted").glob(".*tmp*"))
+
+
+def test_load_returns_uint8_images_and_int64_labels(tmp_path, counted):
+    splits = data.load("counted", tmp_path, size=8)
+    assert set(splits) == {"train", "val", "test"}
+    for split in splits.values():
+        assert isinstance(split, data.TensorSplit)
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 8, 8)
+        assert split.labels.dtype == torch.int64 and len(split.labels) == len(split.images)
+    info = json.loads((tmp_path / "counted" / "8" / "meta.json").read_text())
+    assert info["class_names"] == ["a", "b", "c"] and info["size"] == 8
+    assert {s: c["total"] for s, c in info["counts"].items()} == {"train": 21, "val": 3, "test": 6}
+    assert info["splits"]["seed"] == 0 and info["files"] == {}
+
+
+def test_interrupted_cache_is_rebuilt(tmp_path, counted):
+    partial = tmp_path / "counted" / "8"
+    partial.mkdir(parents=True)
+    (partial / "train.pt").write_bytes(b"half written")  # no READY: an interrupted run
+    data.prepare("counted", tmp_path, size=8)
+    assert counted == [8] and (partial / READY).is_file()
+    assert data.load("counted", tmp_path, size=8)["train"].images.shape[0] == 21
+
+
+def test_failing_loader_leaves_no_cache(tmp_path, data_registry):
+    def loader(root, size):
+        raise data.DatasetUnavailableError("not here")
+
+    data.register(DatasetSpec(name="broken", modality="x", num_classes=1, class_names=("a",), splits="",
+                              source="", status="user", loader=loader))
+    with pytest.raises(data.DatasetUnavailableError):
+        data.prepare("broken", tmp_path, size=8)
+    assert not (tmp_path / "broken").exists()
+
+
+def test_registry_classes_must_match_the_data(tmp_path, data_registry):
+    data.register(DatasetSpec(
+        name="mismatch", modality="x", num_classes=2, class_names=("x", "y"), splits="", source="", status="user",
+        loader=lambda root, size: Source({"all": RawSplit(np.zeros((4, 2, 2), np.uint8), [0, 1, 0, 1])},
+                                         ("y", "x"), root)))
+    with pytest.raises(ValueError, match="classes"):
+        data.prepare("mismatch", tmp_path, size=2)
+
+
+def test_decoding_modes(tmp_path):
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 16-bit: scaled, not clipped
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    deep = read_image(tmp_path / "deep.png", 8)
+    assert deep.shape == (8, 8, 3) and deep.min() == 0 and deep.max() == 255 and len(np.unique(deep)) > 32
+    Image.new("RGBA", (10, 6), (10, 20, 30, 0)).save(tmp_path / "alpha.png")
+    assert read_image(tmp_path / "alpha.png", 4)[0, 0].tolist() == [10, 20, 30]
+    Image.new("L", (40, 40), 77).save(tmp_path / "gray.jpg")
+    assert (read_image(tmp_path / "gray.jpg", 5) == 77).all()
+    gray = np.full((2, 6, 6), 9, np.uint8)
+    assert decode_array(gray, 3).shape == (2, 3, 3, 3) and (decode_array(gray, 3) == 9).all()
+    with pytest.raises(ValueError, match="channels"):
+        decode_array(np.zeros((1, 4, 4, 2), np.uint8), 4)

@@ -1,0 +1,54 @@
+import pytest
+
+import benchmark.data as data
+from benchmark.data.registry import DatasetSpec
+
+
+def test_unknown_name_lists_registered_names():
+    with pytest.raises(KeyError) as err:
+        data.get("no-such-dataset")
+    message = err.value.args[0]
+    for name in ("covid_ct", "chaoyang", "busi", "pathmnist", "synthetic-medmnist", "folder:<path>"):
+        assert name in message
+
+
+def test_paper_datasets_carry_their_status():
+    assert {data.get(n).status for n in ("covid_ct", "chaoyang", "busi")} == {"confirmed"}
+    assert data.get("brain_mri").status == "likely"
+    for alias, flag in {"standin-derma": "dermamnist", "standin-blood": "bloodmnist",
+                        "standin-retina": "retinamnist"}.items():
+        spec = data.get(alias)
+        assert spec.status == "stand-in" and spec.dirname == flag  # shares raw files and cache
+        assert spec.class_names == data.get(flag).class_names
+
+
+def test_medmnist_six_are_registered_with_their_classes():
+    expected = {"pathmnist": 9, "dermamnist": 7, "bloodmnist": 8, "retinamnist": 5, "breastmnist": 2,
+                "pneumoniamnist": 2}
+    for name, k in expected.items():
+        spec = data.get(name)
+        assert (spec.status, spec.num_classes, len(spec.class_names)) == ("medmnist", k, k)
+    assert "chestmnist" not in data.names()  # multi-label: not a single-label classification task
+
+
+def _spec(name: str, status: str = "user") -> DatasetSpec:
+    return DatasetSpec(name=name, modality="x", num_classes=1, class_names=("a",), splits="", source="",
+                       status=status, loader=lambda root, size: None)
+
+
+def test_register_rejects_duplicates_and_unknown_status(data_registry):
+    data.register(_spec("mine"))
+    with pytest.raises(ValueError, match="already registered"):
+        data.register(_spec("mine"))
+    data.register(_spec("mine"), replace=True)
+    with pytest.raises(ValueError, match="status"):
+        _spec("other", status="maybe")
+    assert "mine" in data.names()
+
+
+def test_folder_prefix_resolves_to_a_user_spec(tmp_path, data_registry):
+    spec = data.get(f"folder:{tmp_path / 'scans'}")
+    assert spec.status == "user"
+    assert spec.dirname.startswith("folder-scans-") and "/" not in spec.dirname
+    assert data.get(f"folder:{tmp_path / 'scans'}") is spec
+    assert data.cache_dir(spec.name, tmp_path, 64) == tmp_path / spec.dirname / "64"
