@@ -1,0 +1,90 @@
+"""The data types passed between loaders, the cache and users, and the count check they share."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from .download import DatasetUnavailableError
+
+SPLITS = ("train", "val", "test")
+
+
+class TensorSplit(NamedTuple):
+    """One cached split: ``images`` uint8 [N, 3, H, W] (RGB), ``labels`` int64 [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class RawSplit:
+    """One split as a loader finds it: image files to decode, or an already decoded array
+    ([N, H, W] grayscale or [N, H, W, C]), with one integer label per image."""
+
+    images: np.ndarray | list[Path]
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        labels = np.asarray(self.labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:  # MedMNIST stores labels as [N, 1]
+            labels = labels[:, 0]
+        if labels.ndim != 1 or len(labels) != len(self.images):
+            raise ValueError(f"need one label per image: {len(self.images)} images, labels {labels.shape}")
+        self.labels = labels.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> RawSplit:
+        """The samples at ``indices``, in that order."""
+        images = self.images[indices] if isinstance(self.images, np.ndarray) else [self.images[i] for i in indices]
+        return RawSplit(images, self.labels[indices])
+
+
+@dataclass
+class Source:
+    """A dataset as its authors publish it. ``splits`` holds the splits the source defines:
+    all of train/val/test, train/test (val is carved out of train), or a single ``all``
+    (split by seeded stratified sampling). ``raw`` is the folder image paths are relative to
+    (meta.json lists each split's files relative to it); ``info`` is provenance for meta.json."""
+
+    splits: dict[str, RawSplit]
+    class_names: tuple[str, ...]
+    raw: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.class_names = tuple(self.class_names)
+        for name, split in self.splits.items():
+            if len(split) and not 0 <= split.labels.min() <= split.labels.max() < len(self.class_names):
+                raise ValueError(f"split {name!r} has labels outside 0..{len(self.class_names) - 1}")
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    """Number of samples per class (classes without samples count 0)."""
+    return np.bincount(labels, minlength=num_classes).tolist()
+
+
+def split_counts(source: Source) -> dict[str, list[int]]:
+    """Per split of ``source``, the number of samples of each class."""
+    return {name: class_counts(split.labels, len(source.class_names)) for name, split in source.splits.items()}
+
+
+def check_counts(dataset: str, found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]] | None,
+                 where: Path) -> None:
+    """Raise if per-class image counts differ from the published ones (an incomplete download or
+    extraction, or another release of the data); ``expected=None`` skips the check."""
+    if expected is None:
+        return
+    found = {k: list(v) for k, v in found.items()}
+    if found != {k: list(v) for k, v in expected.items()}:
+        raise DatasetUnavailableError(
+            f"{dataset}: per-class image counts {found} differ from the published {dict(expected)}. "
+            f"The copy under {where} is incomplete or another release; delete it and run prepare "
+            f"again, or place the original files there."
+        )

@@ -1,0 +1,101 @@
+"""Image-folder datasets: how a user adds data of their own, and the scanning the real loaders share.
+
+Layout: ``<raw>/<class>/**/*.{png,jpg,jpeg,bmp,tif,tiff}`` with classes = the sub-folders in
+sorted order, and optionally ``<raw>/splits/{train,val,test}.txt`` (one path per line, relative
+to ``<raw>``, its first component being the class folder; val.txt may be left out, then val is
+carved out of train). Without split files the images are split 70/10/20, seeded and stratified.
+
+``register_folder("mydata")`` reads ``<root>/mydata/raw``; ``register_folder("mydata", path)``
+reads ``path``; the name ``folder:<path>`` works without registering.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .base import SPLITS, RawSplit, Source
+from .download import DatasetUnavailableError
+from .images import is_image
+from .registry import DatasetSpec, register, register_resolver
+from .splits import STRATIFIED
+
+SPLIT_DIR = "splits"
+LAYOUT = ("<raw>/<class>/*.png|jpg (one folder per class), optionally <raw>/splits/{train,val,test}.txt "
+          "listing paths relative to <raw>")
+
+
+def scan(folders: Sequence[Path], exclude: Callable[[Path], bool] = lambda p: False) -> RawSplit:
+    """The images under each of ``folders`` (recursively, sorted), labelled by folder index."""
+    paths, labels = [], []
+    for label, folder in enumerate(folders):
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p) and not exclude(p))
+        paths += found
+        labels += [label] * len(found)
+    return RawSplit(paths, labels)
+
+
+def read_list(path: Path) -> list[str]:
+    """The non-empty, stripped lines of a split file."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def require_files(dataset: str, paths: Sequence[Path], listed_in: str) -> None:
+    """Raise, naming a few of them, if any of ``paths`` (listed in ``listed_in``) is missing."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetUnavailableError(
+            f"{dataset}: {len(missing)} image(s) listed in {listed_in} are missing, e.g. {missing[:3]}")
+
+
+def _read_split_file(raw: Path, path: Path, classes: Sequence[str]) -> RawSplit:
+    index = {c: i for i, c in enumerate(classes)}
+    entries = read_list(path)
+    unknown = sorted({e.split("/")[0] for e in entries} - set(index))
+    if unknown:
+        raise ValueError(f"{path}: first path components {unknown[:5]} are not class folders {list(classes)}")
+    files = [raw / e for e in entries]
+    require_files(raw.name, files, str(path))
+    return RawSplit(files, [index[e.split("/")[0]] for e in entries])
+
+
+def load_folder(raw: Path) -> Source:
+    """Read an image-folder dataset at ``raw`` (see the module docstring for the layout)."""
+    if not raw.is_dir():
+        raise DatasetUnavailableError(f"no image folder at {raw}. Expected layout: {LAYOUT}")
+    classes = sorted(d.name for d in raw.iterdir() if d.is_dir() and d.name != SPLIT_DIR and not d.name.startswith("."))
+    if not classes:
+        raise DatasetUnavailableError(f"{raw} has no class sub-folders. Expected layout: {LAYOUT}")
+    lists = {s: raw / SPLIT_DIR / f"{s}.txt" for s in SPLITS if (raw / SPLIT_DIR / f"{s}.txt").is_file()}
+    if lists:
+        splits = {s: _read_split_file(raw, path, classes) for s, path in lists.items()}
+    else:
+        splits = {"all": scan([raw / c for c in classes])}
+    return Source(splits, tuple(classes), raw, info={"split_files": sorted(lists)})
+
+
+def folder_spec(name: str, path: str | Path | None = None, *, modality: str = "unspecified",
+                dirname: str = "") -> DatasetSpec:
+    """Spec of an image folder at ``path`` (default: ``<root>/<name>/raw``)."""
+    where = Path(path).expanduser().resolve() if path is not None else None
+    return DatasetSpec(
+        name=name, modality=modality, num_classes=0, class_names=(),
+        splits=f"split files in <raw>/splits/ if present, else {STRATIFIED}",
+        source=f"user image folder at {where or f'<root>/{name}/raw'}; layout {LAYOUT}",
+        status="user", loader=lambda root, size: load_folder(where or root / name / "raw"), dirname=dirname,
+    )
+
+
+def register_folder(name: str, path: str | Path | None = None, *, modality: str = "unspecified") -> DatasetSpec:
+    """Register (or re-register) the image folder at ``path`` as dataset ``name``."""
+    return register(folder_spec(name, path, modality=modality), replace=True)
+
+
+def _resolve(path: str) -> DatasetSpec:
+    """``folder:<path>``: the cache folder name is derived from the path (readable + unique)."""
+    where = Path(path).expanduser().resolve()
+    digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
+    return folder_spec(f"folder:{path}", where, dirname=f"folder-{where.name}-{digest}")
+
+
+register_resolver("folder", _resolve)
