@@ -1,0 +1,121 @@
+"""Assemble ``<results>/report.md``: run counts, tables, figures, sparsity analysis, provenance."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.figures import write_figures
+from analysis.render import Cell, Table, to_markdown
+from analysis.results import load_runs
+from analysis.tables import TABLE_ORDER, write_tables
+
+STATUS_ORDER = ("ok", "failed", "unreachable", "corrupt")
+MAX_PROBLEMS = 50  # runs listed individually in "Runs that did not finish"
+
+
+def _link(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _statuses(df: pd.DataFrame) -> list[str]:
+    seen = set(df["status"].fillna("unknown"))
+    return [s for s in STATUS_ORDER if s in seen] + sorted(seen - set(STATUS_ORDER))
+
+
+def run_summary(df: pd.DataFrame) -> list[str]:
+    """A line with the counts per status and a method x status table."""
+    counts = df["status"].fillna("unknown").value_counts()
+    shown = dict.fromkeys([*STATUS_ORDER[:3], *_statuses(df)])  # ok / failed / unreachable even when 0
+    line = f"{len(df)} result files: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in shown)
+    if df.empty:
+        return [line]
+    table = pd.crosstab(df["method"].fillna("(unknown)"), df["status"].fillna("unknown"))
+    table = table.reindex(columns=_statuses(df), fill_value=0)
+    rows = [[Cell(str(m)), *(Cell(str(v)) for v in r)] for m, r in table.iterrows()]
+    return [line, "", to_markdown(Table(["method", *table.columns], rows, "Runs per method and status"))]
+
+
+def _first_line(error: object, width: int = 160) -> str:
+    return error.strip().splitlines()[0][:width] if isinstance(error, str) and error.strip() else ""
+
+
+def problem_runs(df: pd.DataFrame, base: Path) -> list[str]:
+    """Markdown table of the runs that did not finish ok, with their error (first line)."""
+    bad = df[df["status"].ne("ok")]
+    if bad.empty:
+        return ["Every run finished ok."]
+    rows = [[Cell(f"[{_link(Path(r['path']), base)}]({_link(Path(r['path']), base)})"), Cell(str(r["status"])),
+             Cell(_first_line(r["error"]))] for _, r in bad.head(MAX_PROBLEMS).iterrows()]
+    more = [f"... and {len(bad) - MAX_PROBLEMS} more (see tables/runs.csv)."] if len(bad) > MAX_PROBLEMS else []
+    return [to_markdown(Table(["run", "status", "error"], rows, "Runs that did not finish ok", n_index=3)), *more]
+
+
+def provenance_summary(df: pd.DataFrame) -> list[str]:
+    """One bullet per provenance field: distinct values with their run counts; time range of starts."""
+    lines = []
+    for col in sorted(c for c in df.columns if c.startswith("provenance.")):
+        values = df[col].dropna().astype(str)
+        if values.empty:
+            continue
+        name = col.removeprefix("provenance.")
+        if name == "started":
+            lines.append(f"- started: {values.min()} … {values.max()}")
+            continue
+        counts = values.value_counts()
+        lines.append(f"- {name}: " + ", ".join(f"`{v}` ({n})" for v, n in counts.items()))
+    return lines or ["No provenance recorded."]
+
+
+def _table_rank(path: Path) -> tuple:
+    return (TABLE_ORDER.index(path.stem) if path.stem in TABLE_ORDER else len(TABLE_ORDER), path.stem)
+
+
+def table_sections(tables_dir: Path, base: Path) -> list[str]:
+    """Every Markdown table, in the paper's order, with links to its CSV / LaTeX files."""
+    lines = []
+    for md in sorted(tables_dir.glob("*.md"), key=_table_rank):
+        files = [f"[{p.name}]({_link(p, base)})" for p in sorted(tables_dir.glob(f"{md.stem}*"))
+                 if p.suffix in (".csv", ".tex")]
+        lines += [f"### {md.stem}", "", md.read_text().rstrip(), "", "Files: " + ", ".join(files), ""]
+    return lines or ["No tables."]
+
+
+def image_sections(folder: Path, base: Path) -> list[str]:
+    """Every PNG in ``folder`` as an image (with its PDF if present), every CSV as a link."""
+    lines = []
+    for png in sorted(folder.glob("*.png")):
+        pdf = png.with_suffix(".pdf")
+        lines += [f"![{png.stem}]({_link(png, base)})", ""]
+        lines += [f"[{pdf.name}]({_link(pdf, base)})", ""] if pdf.exists() else []
+    lines += [f"- [{csv.name}]({_link(csv, base)})" for csv in sorted(folder.glob("*.csv"))]
+    return lines
+
+
+def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None, rebuild: bool = False,
+                 datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None) -> Path:
+    """Write ``<results>/report.md`` (tables / figures are generated first if missing or ``rebuild``)."""
+    results = Path(results_dir)
+    runs = Path(runs_dir) if runs_dir else results / "runs"
+    tables, figures, sparsity = results / "tables", results / "figures", results / "sparsity"
+    df = load_runs(runs if runs.exists() else [])
+    if rebuild or not tables.exists():
+        write_tables(df, tables, datasets=datasets, statuses=statuses)
+    if rebuild or not figures.exists():
+        write_figures(df, figures, datasets=datasets)
+    lines = [
+        "# shpeft-bench report", "",
+        f"Results from `{_link(runs, results)}/`. Metrics are test-set percentages; "
+        "see docs/architecture.md for the result schema.", "",
+        "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "",
+        "## Tables", "", *table_sections(tables, results), "",
+        "## Figures", "", *(image_sections(figures, results) or ["No figures."]), "",
+        "## Sparsity and hybridity analysis", "",
+        *(image_sections(sparsity, results) or ["Not produced yet (expected in `sparsity/`)."]), "",
+        "## Provenance", "", *provenance_summary(df), "",
+    ]
+    path = results / "report.md"
+    path.write_text("\n".join(lines))
+    return path
