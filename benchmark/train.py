@@ -1,0 +1,183 @@
+"""The training and evaluation loop shared by every method: batches from preloaded uint8
+tensors, augmentation and normalisation on the device, AdamW + cosine schedule with warm-up,
+autocast on CUDA, gradient clipping, model selection on validation macro-F1."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss; the run is recorded as failed."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    augment: bool = True
+    compile: bool = False
+    progress: bool = True
+
+
+class DeviceBatches:
+    """Mini-batches of a uint8 image tensor, normalised (and augmented) on ``device``."""
+
+    def __init__(
+        self, images: Tensor, labels: Tensor, *, batch_size: int, device: torch.device,
+        mean: tuple[float, ...], std: tuple[float, ...], image_size: int,
+        shuffle: bool = False, augment: bool = False, seed: int = 0,
+    ):
+        if len(images) == 0:
+            raise ValueError("cannot build batches from an empty split")
+        self.images, self.labels = images, labels
+        self.batch_size, self.device, self.image_size = batch_size, device, image_size
+        self.shuffle, self.augment = shuffle, augment
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx].to(self.device, non_blocking=True).float().div_(255)
+            if self.augment:
+                x = random_resized_crop_flip(x, self.generator)
+            if x.shape[-1] != self.image_size:
+                x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
+            yield (x - self.mean) / self.std, self.labels[idx].to(self.device, non_blocking=True)
+
+
+def random_resized_crop_flip(
+    x: Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.5, 1.0)
+) -> Tensor:
+    """Batched light augmentation on the device: a random crop of 50-100% of the area at a
+    random position (aspect ratio 3/4..4/3), resized back, and a horizontal flip (p=0.5)."""
+    n = x.shape[0]
+    rand = torch.rand(n, 4, generator=generator).to(x.device)
+    area = scale[0] + (scale[1] - scale[0]) * rand[:, 0]
+    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * rand[:, 1]
+    sx = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1)
+    sy = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1)
+    tx = (1 - sx) * (2 * rand[:, 2] - 1)
+    ty = (1 - sy) * (2 * rand[:, 3] - 1)
+    flip = torch.where(torch.rand(n, generator=generator).to(x.device) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
+    theta[:, 1, 1], theta[:, 1, 2] = sy, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
+    """Macro-F1 (the paper's headline), accuracy, balanced accuracy, macro AUC, per-class F1."""
+    pred = probs.argmax(1)
+    classes = list(range(num_classes))
+    metrics = {
+        "macro_f1": float(f1_score(labels, pred, average="macro", labels=classes, zero_division=0)),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
+        "per_class_f1": [float(v) for v in f1_score(labels, pred, average=None, labels=classes, zero_division=0)],
+    }
+    try:
+        scores = probs[:, 1] if num_classes == 2 else probs
+        metrics["macro_auc"] = float(roc_auc_score(labels, scores, multi_class="ovr", average="macro", labels=classes))
+    except ValueError:  # a class absent from this split: AUC undefined
+        metrics["macro_auc"] = float("nan")
+    return metrics
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: DeviceBatches, num_classes: int) -> dict:
+    model.eval()
+    probs, labels = [], []
+    for x, y in batches:
+        with _autocast(batches.device):
+            probs.append(model(x).float().softmax(-1).cpu())
+        labels.append(y.cpu())
+    return classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy(), num_classes)
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up to the base lr, then cosine decay to zero (per step)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def fit(
+    model: nn.Module, train: DeviceBatches, val: DeviceBatches, cfg: TrainConfig, num_classes: int
+) -> dict:
+    """Train ``model`` (its requires_grad parameters only); restore the epoch with the best
+    validation macro-F1. Returns the history, best epoch and throughput."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    device = train.device
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    total = cfg.epochs * len(train)
+    scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_epochs * len(train)), total)
+    step_fn = torch.compile(model) if cfg.compile else model
+    best, best_f1, best_epoch, history = _trainable_state(model), -1.0, -1, []
+    train_images, train_time = 0, 0.0
+    for epoch in range(cfg.epochs):
+        model.train()
+        start = time.perf_counter()
+        bar = tqdm(train, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        losses = []
+        for x, y in bar:
+            with _autocast(device):
+                loss = F.cross_entropy(step_fn(x), y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            train_images += len(y)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_time += time.perf_counter() - start
+        val_metrics = evaluate(model, val, num_classes)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_f1": val_metrics["macro_f1"]})
+        if val_metrics["macro_f1"] > best_f1:
+            best, best_f1, best_epoch = _trainable_state(model), val_metrics["macro_f1"], epoch + 1
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in best:
+                p.copy_(best[name])
+    return {"history": history, "best_epoch": best_epoch, "train_img_per_s": train_images / max(train_time, 1e-9)}

@@ -1,0 +1,132 @@
+"""The runner end to end on synthetic data in the real MedMNIST format."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import baselines
+from benchmark import data
+from benchmark.run import RunConfig, parse_args, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    data.prepare("synthetic-medmnist", root, size=32)
+    return root
+
+
+def config(data_root, tmp_path, **kw):
+    base = dict(
+        dataset="synthetic-medmnist", method="shpeft", backbone="tiny_vit", ratio=0.01, seed=0, epochs=10,
+        batch_size=32, lr_scale=10.0, image_size=32, pretrained=False, calib_images=64,
+        data_root=str(data_root), out=str(tmp_path / "run.json"), progress=False,
+    )
+    return RunConfig(**{**base, **kw})
+
+
+def test_shpeft_on_synthetic_medmnist_beats_chance(data_root, tmp_path):
+    result = run(config(data_root, tmp_path))
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["status"] == result["status"] == "ok"
+    test = saved["metrics"]["test"]
+    assert test["macro_f1"] > 0.6  # 4 balanced classes: chance macro-F1 is ~0.25
+    assert set(test) >= {"macro_f1", "accuracy", "balanced_accuracy", "macro_auc", "per_class_f1"}
+    budget = saved["budget"]
+    assert budget["trainable"] - budget["head_params"] == round(0.01 * budget["backbone_params"])
+    assert budget["achieved_ratio"] == pytest.approx(0.01, rel=1e-3)
+    assert saved["config"]["method"] == "shpeft" and saved["config"]["identity"]["ratio"] == 0.01
+    prov = saved["provenance"]
+    assert prov["versions"]["torch"] and prov["device"] and prov["started"]
+    assert len(prov["git_commit"] or "") in (0, 40)
+    assert saved["perf"]["train_img_per_s"] > 0 and saved["perf"]["peak_mem_bytes"] > 0
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
+
+
+def test_same_seed_twice_gives_identical_metrics(data_root, tmp_path):
+    a = run(config(data_root, tmp_path, epochs=2, out=str(tmp_path / "a.json")))
+    b = run(config(data_root, tmp_path, epochs=2, out=str(tmp_path / "b.json")))
+    assert a["metrics"] == b["metrics"]
+
+
+def test_finished_run_is_skipped_unless_forced(data_root, tmp_path, capsys):
+    cfg = config(data_root, tmp_path, method="linear", ratio=None, epochs=1)
+    first = run(cfg)
+    assert run(cfg)["provenance"]["started"] == first["provenance"]["started"]
+    assert "skip:" in capsys.readouterr().out
+    forced = run(RunConfig(**{**cfg.__dict__, "force": True}))
+    assert forced["status"] == "ok"
+    changed = run(RunConfig(**{**cfg.__dict__, "epochs": 2}))  # another config is never skipped
+    assert changed["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "method, ratio, message",
+    [("linear", None, "NonFiniteLossError: loss became nan at epoch 1"),  # in training
+     ("shpeft", 0.01, "NonFiniteError: task loss is nan on importance batch 0")],  # in the importance pass
+)
+def test_nan_loss_is_recorded_as_failed(data_root, tmp_path, monkeypatch, method, ratio, message):
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(F, "cross_entropy", lambda logits, y: logits.sum() * float("nan"))
+    result = run(config(data_root, tmp_path, method=method, ratio=ratio, epochs=1))
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["status"] == result["status"] == "failed"
+    assert saved["error"] == message
+    assert "metrics" not in saved
+
+
+def test_unreachable_ratio_is_marked_not_trained(data_root, tmp_path):
+    result = run(config(data_root, tmp_path, method="bitfit", ratio=1e-4))
+    assert result["status"] == "unreachable"
+    assert "bitfit cannot reach ratio 0.0001" in result["error"]
+    assert "metrics" not in result and result["budget"]["reachable"] is False
+
+
+def test_cli_parses_ratio_and_rejects_unknown_method(data_root, tmp_path):
+    cfg = parse_args(["--dataset", "synthetic-medmnist", "--method", "lora", "--ratio", "native", "--no-progress"])
+    assert cfg.ratio is None and cfg.progress is False
+    assert parse_args(["--dataset", "d", "--method", "lora", "--ratio", "1e-3"]).ratio == 1e-3
+    with pytest.raises(KeyError, match="registered methods: .*shpeft"):
+        run(config(data_root, tmp_path, method="no-such-method"))
+
+
+def test_a_dropped_in_method_file_runs_by_name(data_root, tmp_path):
+    """Adding a method = adding one file: the registry finds it and the CLI runs it."""
+    path = REPO / "baselines" / "zz_toy_norm_tuning.py"
+    path.write_text(textwrap.dedent('''
+        """Toy method for the drop-in test: LayerNorm affine parameters + head."""
+        from torch import nn
+
+        from .registry import PeftMethod, freeze_all_but_head, register
+
+
+        @register("toy-norm")
+        class ToyNorm(PeftMethod):
+            def apply(self, model, knob, calib):
+                freeze_all_but_head(model)
+                for m in model.modules():
+                    if isinstance(m, nn.LayerNorm):
+                        m.requires_grad_(True)
+                return model
+    '''))
+    try:
+        out = tmp_path / "toy.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmark.run", "--dataset", "synthetic-medmnist", "--method", "toy-norm",
+             "--backbone", "tiny_vit", "--pretrained", "false", "--image-size", "32", "--epochs", "1",
+             "--batch-size", "32", "--data-root", str(data_root), "--out", str(out), "--no-progress"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert result["status"] == "ok" and result["config"]["method"] == "toy-norm"
+        assert result["budget"]["trainable"] > result["budget"]["head_params"]
+    finally:
+        path.unlink()
+    assert "toy-norm" not in baselines.names()  # this process imported the package before the file existed
