@@ -1,0 +1,63 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from benchmark.train import DeviceBatches, classification_metrics, cosine_with_warmup, random_resized_crop_flip
+
+
+def test_batches_normalise_on_device_and_cover_every_image_once():
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(10)
+    batches = DeviceBatches(images, labels, batch_size=4, device=torch.device("cpu"), mean=(0.5, 0.5, 0.5),
+                            std=(0.25, 0.25, 0.25), image_size=8, shuffle=True, seed=3)
+    seen = torch.cat([y for _, y in batches])
+    assert len(batches) == 3 and sorted(seen.tolist()) == list(range(10))
+    x, y = next(iter(DeviceBatches(images, labels, batch_size=10, device=torch.device("cpu"),
+                                   mean=(0.5,) * 3, std=(0.25,) * 3, image_size=8)))
+    torch.testing.assert_close(x, (images.float() / 255 - 0.5) / 0.25)
+    resized, _ = next(iter(DeviceBatches(images, labels, batch_size=10, device=torch.device("cpu"),
+                                         mean=(0.5,) * 3, std=(0.25,) * 3, image_size=16)))
+    assert resized.shape == (10, 3, 16, 16)
+
+
+def test_same_seed_same_order_and_augmentation():
+    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
+    make = lambda: DeviceBatches(images, torch.arange(12), batch_size=5, device=torch.device("cpu"),  # noqa: E731
+                                 mean=(0,) * 3, std=(1,) * 3, image_size=8, shuffle=True, augment=True, seed=7)
+    for (xa, ya), (xb, yb) in zip(make(), make()):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_crop_flip_keeps_shape_and_value_range_and_follows_the_generator():
+    x = torch.rand(8, 3, 16, 16)
+    out = random_resized_crop_flip(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert out.min() >= x.min() - 1e-6 and out.max() <= x.max() + 1e-6  # bilinear + reflection
+    assert not torch.allclose(out, x)
+    assert torch.equal(out, random_resized_crop_flip(x, torch.Generator().manual_seed(0)))
+
+
+def test_metrics_match_sklearn_and_auc_is_nan_when_a_class_is_absent():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 50)
+    probs = rng.dirichlet(np.ones(3), 50)
+    m = classification_metrics(labels, probs, 3)
+    assert m["macro_f1"] == pytest.approx(f1_score(labels, probs.argmax(1), average="macro"))
+    assert len(m["per_class_f1"]) == 3 and 0 <= m["macro_auc"] <= 1
+    assert math.isnan(classification_metrics(np.zeros(5, dtype=int), probs[:5], 3)["macro_auc"])
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = cosine_with_warmup(opt, warmup_steps=4, total_steps=14)
+    lrs = []
+    for _ in range(14):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4] == pytest.approx(1.0) and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
