@@ -64,7 +64,7 @@ def plot_ratio_curves(ax: Axes, points: pd.DataFrame, style: dict[str, dict],
     ax.set_xlabel("trainable backbone weights (achieved ratio)")
 
 
-def _save(fig: Figure, stem: Path) -> list[Path]:
+def save_figure(fig: Figure, stem: Path) -> list[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     fig.savefig(paths[0], dpi=200, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
@@ -90,7 +90,7 @@ def write_figures(df: pd.DataFrame, outdir: str | Path, *, metric: str = "macro_
                      fontsize="small")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-        written += _save(fig, outdir / f"ratio_vs_{metric}")
+        written += save_figure(fig, outdir / f"ratio_vs_{metric}")
 
         ncols = min(3, max(len(datasets), 1))
         fig = Figure(figsize=(4 * ncols, 3.2 * math.ceil(max(len(datasets), 1) / ncols)))
@@ -106,5 +106,5 @@ def write_figures(df: pd.DataFrame, outdir: str | Path, *, metric: str = "macro_
             fig.legend(list(legend.values()), list(legend.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5),
                        fontsize="small")
         fig.tight_layout()
-        written += _save(fig, outdir / f"ratio_vs_{metric}_per_dataset")
+        written += save_figure(fig, outdir / f"ratio_vs_{metric}_per_dataset")
     return written

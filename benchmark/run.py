@@ -85,6 +85,7 @@ def write_json_atomic(obj: dict, path: Path) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, allow_nan=True)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -167,7 +168,7 @@ def run(cfg: RunConfig) -> dict:
     calib_batches = [b for _, b in zip(range(n_calib), calib)]
     method = baselines.get(cfg.method)
     train_cfg = TrainConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr or method.lr * cfg.lr_scale,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=method.lr * cfg.lr_scale if cfg.lr is None else cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip,
         augment=cfg.augment, compile=cfg.compile, progress=cfg.progress,
     )
