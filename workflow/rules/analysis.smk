@@ -1,0 +1,69 @@
+# Figures (trainable ratio vs F1), the sparsity/hybridity analysis of fully fine-tuned
+# models, and the report that assembles everything.
+
+
+def sparsity_outputs(study):
+    return [f"{study['output']}/sparsity"] if study.get("sparsity", {}).get("enabled", True) else []
+
+
+rule draw_figures:
+    input:
+        runs=lambda wc: cells(STUDIES[wc.out]),
+    output:
+        directory("{out}/figures"),
+    params:
+        datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+        backbone=lambda wc: STUDIES[wc.out]["backbone"],
+    shell:
+        "{PYTHON} -m analysis figures --runs {wildcards.out}/runs --out {output}"
+        " --datasets {params.datasets} --backbone {params.backbone}"
+
+
+rule finetune_for_sparsity:
+    input:
+        lambda wc: data_marker(STUDIES[wc.out], wc.dataset),
+    output:
+        result="{out}/finetuned/{dataset}.json",
+        state="{out}/finetuned/{dataset}.safetensors",
+    log:
+        "{out}/logs/finetuned/{dataset}.log",
+    params:
+        backbone=lambda wc: backbone_args(STUDIES[wc.out]),
+        train=lambda wc: train_args(STUDIES[wc.out]),
+    threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)
+    resources:
+        gpu=lambda wc: resource(STUDIES[wc.out], "gpus", 0),
+        mem_mb=lambda wc: resource(STUDIES[wc.out], "mem_mb", 4000),
+        runtime=lambda wc: resource(STUDIES[wc.out], "runtime", 60),
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON} -m benchmark.run --dataset {wildcards.dataset} --method full"
+        " --seed 0 {params.backbone} {params.train} --data-root {DATA_ROOT} --out {output.result}"
+        " --save-state {output.state} --force --no-progress > {log} 2>&1"
+
+
+rule sparsity_analysis:
+    input:
+        runs=lambda wc: expand("{out}/finetuned/{d}.json", out=wc.out, d=STUDIES[wc.out]["datasets"]),
+        states=lambda wc: expand("{out}/finetuned/{d}.safetensors", out=wc.out, d=STUDIES[wc.out]["datasets"]),
+    output:
+        directory("{out}/sparsity"),
+    params:
+        keep=lambda wc: " ".join(str(p) for p in STUDIES[wc.out]["sparsity"]["keep_fractions"]),
+    shell:
+        "{PYTHON} -m analysis.sparsity --runs {input.runs} --states {input.states}"
+        " --out {output} --keep {params.keep} --data-root {DATA_ROOT}"
+
+
+rule write_report:
+    input:
+        tables="{out}/tables",
+        figures="{out}/figures",
+        sparsity=lambda wc: sparsity_outputs(STUDIES[wc.out]),
+        statuses="{out}/datasets.yaml",
+    output:
+        "{out}/report.md",
+    params:
+        datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+    shell:
+        "{PYTHON} -m analysis report --results {wildcards.out} --datasets {params.datasets}"
+        " --statuses {input.statuses}"
