@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import peft
 from torch import nn
 
 from .registry import HEAD, PeftMethod, freeze_all_but_head, register
@@ -57,6 +56,8 @@ class LoRA(PeftMethod):
         return knob * sum(m.in_features + m.out_features for m in self.layers(model).values())
 
     def apply(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
+        import peft  # imported on use: it pulls in transformers (~4 s), which most runs never need
+
         config = peft.LoraConfig(r=knob, lora_alpha=self.alpha, target_modules=sorted(self.layers(model)))
         model = peft.inject_adapter_in_model(config, model)
         freeze_all_but_head(model)

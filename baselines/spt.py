@@ -18,7 +18,6 @@ import math
 from itertools import accumulate
 from collections.abc import Iterable, Mapping
 
-import peft
 import torch
 from torch import Tensor, nn
 
@@ -93,7 +92,10 @@ class SPTLoRA(SparseImportanceTuning):
         rest = {n: s for n, s in scores.items() if n not in lora}
         n_sparse = min(knob - sum(costs[n] for n in lora), sum(s.numel() for s in rest.values()))
         backbone = shpeft.num_backbone_parameters(model, HEAD)
-        if lora:  # SPT's LoRA: no scaling (alpha = r), dropout 0.1 on its input; B = 0 at init
+        if lora:
+            import peft  # imported on use: it pulls in transformers (~4 s)
+
+            # SPT's LoRA: no scaling (alpha = r), dropout 0.1 on its input; B = 0 at init
             config = peft.LoraConfig(
                 r=self.rank, lora_alpha=self.rank, lora_dropout=0.1,
                 target_modules=[n.removesuffix(".weight") for n in lora],

@@ -26,7 +26,6 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-import open_clip
 import timm
 import torch
 from huggingface_hub import constants as hf_constants
@@ -104,6 +103,8 @@ class _OpenClip:
         return arch, tag or None
 
     def build(self, arch: str, tag: str | None, num_classes: int, image_size: int | None) -> VisionTransformer:
+        import open_clip  # imported on use (~2 s): only open_clip: backbones need its configs
+
         cfg = open_clip.get_model_config(arch)
         if cfg is None:
             raise KeyError(f"unknown open_clip model {arch!r}; known: {open_clip.list_models()}")
@@ -124,6 +125,8 @@ class _OpenClip:
         return model
 
     def weights(self, arch: str, tag: str | None) -> Path:
+        import open_clip
+
         cfg = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
         if not cfg:
             raise KeyError(f"open_clip:{arch} needs a weight tag, open_clip:{arch}/<tag>; "

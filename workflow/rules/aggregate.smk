@@ -5,10 +5,15 @@
 rule dataset_statuses:
     output:
         "{out}/datasets.yaml",
+    log:
+        "{out}/logs/datasets.log",
     params:
+        python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m benchmark.data statuses {params.datasets} --out {output}"
+        "{params.python} -m benchmark.data statuses {params.datasets} --out {output} > {log} 2>&1"
 
 
 rule aggregate_tables:
@@ -17,9 +22,14 @@ rule aggregate_tables:
         statuses="{out}/datasets.yaml",
     output:
         directory("{out}/tables"),
+    log:
+        "{out}/logs/tables.log",
     params:
+        python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
         backbone=lambda wc: STUDIES[wc.out]["backbone"],
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m analysis tables --runs {wildcards.out}/runs --out {output}"
-        " --datasets {params.datasets} --backbone {params.backbone} --statuses {input.statuses}"
+        "{params.python} -m analysis tables --runs {wildcards.out}/runs --out {output}"
+        " --datasets {params.datasets} --backbone {params.backbone} --statuses {input.statuses} > {log} 2>&1"

@@ -2,21 +2,22 @@
 # models, and the report that assembles everything.
 
 
-def sparsity_outputs(study):
-    return [f"{study['output']}/sparsity"] if study.get("sparsity", {}).get("enabled", True) else []
-
-
 rule draw_figures:
     input:
         runs=lambda wc: cells(STUDIES[wc.out]),
     output:
         directory("{out}/figures"),
+    log:
+        "{out}/logs/figures.log",
     params:
+        python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
         backbone=lambda wc: STUDIES[wc.out]["backbone"],
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m analysis figures --runs {wildcards.out}/runs --out {output}"
-        " --datasets {params.datasets} --backbone {params.backbone}"
+        "{params.python} -m analysis figures --runs {wildcards.out}/runs --out {output}"
+        " --datasets {params.datasets} --backbone {params.backbone} > {log} 2>&1"
 
 
 rule finetune_for_sparsity:
@@ -28,16 +29,20 @@ rule finetune_for_sparsity:
     log:
         "{out}/logs/finetuned/{dataset}.log",
     params:
+        python=PYTHON,
+        root=DATA_ROOT,
         backbone=lambda wc: backbone_args(STUDIES[wc.out]),
         train=lambda wc: train_args(STUDIES[wc.out]),
+    conda:
+        ENV
     threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)
     resources:
         gpu=lambda wc: resource(STUDIES[wc.out], "gpus", 0),
         mem_mb=lambda wc: resource(STUDIES[wc.out], "mem_mb", 4000),
         runtime=lambda wc: resource(STUDIES[wc.out], "runtime", 60),
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m benchmark.run --dataset {wildcards.dataset} --method full"
-        " --seed 0 {params.backbone} {params.train} --data-root {DATA_ROOT} --out {output.result}"
+        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {wildcards.dataset} --method full"
+        " --seed 0 {params.backbone} {params.train} --data-root {params.root} --out {output.result}"
         " --save-state {output.state} --force --no-progress > {log} 2>&1"
 
 
@@ -47,11 +52,17 @@ rule sparsity_analysis:
         states=lambda wc: expand("{out}/finetuned/{d}.safetensors", out=wc.out, d=STUDIES[wc.out]["datasets"]),
     output:
         directory("{out}/sparsity"),
+    log:
+        "{out}/logs/sparsity.log",
     params:
+        python=PYTHON,
+        root=DATA_ROOT,
         keep=lambda wc: " ".join(str(p) for p in STUDIES[wc.out]["sparsity"]["keep_fractions"]),
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m analysis.sparsity --runs {input.runs} --states {input.states}"
-        " --out {output} --keep {params.keep} --data-root {DATA_ROOT}"
+        "{params.python} -m analysis.sparsity --runs {input.runs} --states {input.states}"
+        " --out {output} --keep {params.keep} --data-root {params.root} > {log} 2>&1"
 
 
 rule write_report:
@@ -62,8 +73,13 @@ rule write_report:
         statuses="{out}/datasets.yaml",
     output:
         "{out}/report.md",
+    log:
+        "{out}/logs/report.log",
     params:
+        python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m analysis report --results {wildcards.out} --datasets {params.datasets}"
-        " --statuses {input.statuses}"
+        "{params.python} -m analysis report --results {wildcards.out} --datasets {params.datasets}"
+        " --statuses {input.statuses} > {log} 2>&1"

@@ -5,10 +5,15 @@ from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from benchmark.paths import run_relpath
 
-PYTHON = sys.executable  # the interpreter running snakemake: the project's environment
+# The interpreter of the rules: the one running snakemake (the project's venv), or the rule's
+# conda environment under --use-conda.
+_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PYTHON = "python" if _CONDA else sys.executable
+ENV = "../envs/bench.yaml"
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 
@@ -63,3 +68,7 @@ def train_args(study):
 
 def resource(study, name, default):
     return study.get("resources", {}).get(name, default)
+
+
+def sparsity_outputs(study):
+    return [f"{study['output']}/sparsity"] if study.get("sparsity", {}).get("enabled", True) else []

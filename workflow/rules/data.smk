@@ -7,9 +7,14 @@ rule prepare_data:
         f"{DATA_ROOT}/{{dataset}}/{{size}}/READY",
     log:
         f"{DATA_ROOT}/logs/{{dataset}}_{{size}}.log",
+    params:
+        python=PYTHON,
+        root=lambda wc, output: Path(output[0]).parents[2],  # <root>/<dataset>/<size>/READY
+    conda:
+        ENV
     resources:
         mem_mb=8000,
         runtime=120,
     shell:
-        "{PYTHON} -m benchmark.data prepare {wildcards.dataset} --root {DATA_ROOT}"
+        "{params.python} -m benchmark.data prepare {wildcards.dataset} --root {params.root}"
         " --size {wildcards.size} 2>&1 | tee {log}"
