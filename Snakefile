@@ -16,22 +16,30 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 
 
+# Targets name every cell too: snakemake does not recreate a missing intermediate file whose
+# dependents are up to date, so a deleted result is rerun (with its aggregates) only if asked for.
+
+
 rule all:
     input:
         f"{MAIN['output']}/report.md",
+        cells(MAIN),
 
 
 rule tables:
     input:
         f"{MAIN['output']}/tables",
+        cells(MAIN),
 
 
 rule figures:
     input:
         f"{MAIN['output']}/figures",
         sparsity_outputs(MAIN),
+        cells(MAIN),
 
 
 rule smoke:
     input:
         f"{SMOKE['output']}/report.md",
+        cells(SMOKE),
