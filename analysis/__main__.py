@@ -14,7 +14,6 @@ from analysis.report import write_report
 from analysis.results import load_runs
 from analysis.tables import PAPER_RATIO, write_tables
 
-
 STATUSES_HELP = "YAML/JSON file mapping dataset -> status (confirmed / likely / stand-in), e.g. the registry's"
 
 

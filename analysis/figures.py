@@ -8,11 +8,20 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure  # no pyplot: Figure.savefig renders with Agg, no global backend state
+from matplotlib.figure import (
+    Figure,  # no pyplot: Figure.savefig renders with Agg, no global backend state
+)
 from matplotlib.ticker import FuncFormatter
 
 from analysis.render import fmt_percent
-from analysis.tables import AVERAGE, METRICS, SHPEFT_VARIANTS, main_methods, resolve_datasets, summarize
+from analysis.tables import (
+    AVERAGE,
+    METRICS,
+    SHPEFT_VARIANTS,
+    main_methods,
+    resolve_datasets,
+    summarize,
+)
 
 REFERENCE_METHODS = ("full", "linear")  # drawn as horizontal lines
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

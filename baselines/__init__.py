@@ -6,7 +6,17 @@ Every module in this package is imported on start-up, so a new file that calls
 import importlib
 import pkgutil
 
-from .registry import HEAD, TOLERANCE, PeftMethod, Prepared, freeze_all_but_head, get, names, prepare, register
+from .registry import (
+    HEAD,
+    TOLERANCE,
+    PeftMethod,
+    Prepared,
+    freeze_all_but_head,
+    get,
+    names,
+    prepare,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "registry":

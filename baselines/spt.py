@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from itertools import accumulate
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 
 import torch
 from torch import Tensor, nn

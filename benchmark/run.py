@@ -31,7 +31,13 @@ from benchmark import data
 from benchmark.backbones import create_backbone, data_config
 from benchmark.paths import run_relpath
 from benchmark.provenance import provenance
-from benchmark.train import DeviceBatches, NonFiniteLossError, TrainConfig, evaluate, fit
+from benchmark.train import (
+    DeviceBatches,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    fit,
+)
 
 SCHEMA = 1
 FINISHED = ("ok", "unreachable")

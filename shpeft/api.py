@@ -8,16 +8,16 @@ from torch import nn
 
 from .eligible import eligible_parameters
 from .importance import (
+    _ESTIMATOR_REDUCTION,
     Estimator,
     LossFn,
     Reduction,
     Scores,
-    _ESTIMATOR_REDUCTION,
     check_finite,
     gradient_statistics,
     hybrid_scores,
-    taylor_scores,
     task_agnostic_scores,
+    taylor_scores,
 )
 from .sparse import delta_sites
 

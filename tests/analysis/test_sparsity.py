@@ -11,7 +11,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import shpeft
-from analysis.sparsity import (FineTuned, blend_, concentration, flat_indices, main, overlap, write_sparsity)
+from analysis.sparsity import (
+    FineTuned,
+    blend_,
+    concentration,
+    flat_indices,
+    main,
+    overlap,
+    write_sparsity,
+)
 from benchmark import data
 from benchmark.backbones import create_backbone
 from benchmark.run import RunConfig, run

@@ -7,8 +7,15 @@ import pytest
 from analysis.reference import dataset_statuses, load_reference
 from analysis.render import fmt_percent, fmt_ratio
 from analysis.results import load_runs
-from analysis.tables import (AVERAGE, ablation_table, main_methods, main_table, paper_comparison, summarize,
-                             write_tables)
+from analysis.tables import (
+    AVERAGE,
+    ablation_table,
+    main_methods,
+    main_table,
+    paper_comparison,
+    summarize,
+    write_tables,
+)
 
 from .conftest import ACC_OFFSET, GRID, run_json, write
 

@@ -8,11 +8,11 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer
 
 import baselines
 from baselines.adapter import AdaptFormer, Houlsby
 from shpeft import num_backbone_parameters, trainable_report
+from tests.baselines.helpers import batch, tiny_vit, train_steps
 
 SITES = {"adapter": ("attn", "mlp"), "adaptformer": ("mlp",)}
 VIT_B_LN = (1 + 2 * 12 + 1) * 2 * 768  # norm_pre, norm1/norm2 per block, final norm
@@ -21,16 +21,6 @@ VIT_B_LN = (1 + 2 * 12 + 1) * 2 * 768  # norm_pre, norm1/norm2 per block, final 
 def bottleneck(width: int) -> int:
     """Weights and biases of one ViT-B bottleneck (768 -> width -> 768)."""
     return 2 * 768 * width + width + 768
-
-
-def tiny_vit() -> VisionTransformer:
-    torch.manual_seed(0)
-    return VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3)
-
-
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
 
 
 def randomise_adapters(model: torch.nn.Module) -> None:
@@ -95,11 +85,7 @@ def test_only_adapters_norms_and_head_train_and_backbone_stays_bit_identical(nam
     assert trainable == adapters | norms | {"head.weight", "head.bias"}
 
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    for _ in range(2):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+    train_steps(model, x, y)
     for n in adapters:
         assert not torch.equal(model.get_parameter(n), before[n]), n
     current = {n.replace(".sublayer", ""): p for n, p in model.named_parameters()}

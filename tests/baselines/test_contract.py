@@ -3,23 +3,18 @@ method file is checked without writing anything here)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer
 
 import baselines
+from tests.baselines import helpers
+from tests.baselines.helpers import tiny_vit
 
 # Methods whose paper does not claim an unchanged output at initialisation.
 OUTPUT_CHANGES_AT_INIT = {"vpt-shallow", "vpt-deep"}
 
 
-def tiny_vit(seed=0):
-    torch.manual_seed(seed)
-    return VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3)
-
-
 @pytest.fixture(scope="module")
 def batch():
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+    return helpers.batch()
 
 
 @pytest.mark.parametrize("name", baselines.names())

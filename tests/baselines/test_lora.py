@@ -7,26 +7,15 @@ import copy
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
-from timm.models.vision_transformer import VisionTransformer
 
 import baselines
 from baselines.lora import ALL_LINEAR, QKV, LoRA
 from shpeft import num_backbone_parameters, trainable_report
+from tests.baselines.helpers import batch, tiny_vit, train_steps
 
 QKV_IO = 768 + 3 * 768  # in + out features of one ViT-B qkv
 ALL_IO = QKV_IO + (768 + 768) + 2 * (768 + 3072)  # + proj, fc1, fc2
-
-
-def tiny_vit() -> VisionTransformer:
-    torch.manual_seed(0)
-    return VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3)
-
-
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(6, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +49,7 @@ def test_only_lora_and_head_train_and_backbone_stays_bit_identical() -> None:
     assert trainable == lora | {"head.weight", "head.bias"}
 
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    for _ in range(2):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+    train_steps(model, x, y)
     for n in lora:
         assert not torch.equal(model.get_parameter(n), before[n]), n
     current = {n.replace(".base_layer", ""): p for n, p in model.named_parameters()}

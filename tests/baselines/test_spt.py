@@ -8,21 +8,14 @@ import pytest
 import timm
 import torch
 from peft.tuners.lora import LoraLayer
-from timm.models.vision_transformer import VisionTransformer
 
 import baselines
 import shpeft
 from baselines.spt import NATIVE_RATIO, SPTLoRA, lora_costs, structured_matrices
+from tests.baselines.helpers import tiny_vit
 
 LORA_WEIGHT = "blocks.1.mlp.fc1.weight"  # the planted, sensitive-everywhere matrix
 K = 450  # fc1's rank-8 LoRA costs 8 * (16 + 32) = 384; any second LoRA (>= 256) would not fit
-
-
-def tiny_vit() -> VisionTransformer:
-    torch.manual_seed(0)
-    return VisionTransformer(
-        img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3
-    )
 
 
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -11,17 +11,14 @@ from timm.models.vision_transformer import VisionTransformer
 import baselines
 from baselines.vpt import PromptedViT
 from shpeft import num_backbone_parameters
+from tests.baselines import helpers
 
 P = 3  # prompt length used by the tiny-model tests
 N_PATCHES = 4  # (16 / 8) ** 2
 
 
 def tiny_vit(pre_norm: bool = False, global_pool: str = "token") -> VisionTransformer:
-    torch.manual_seed(0)
-    return VisionTransformer(
-        img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=3,
-        pre_norm=pre_norm, global_pool=global_pool,
-    ).eval()
+    return helpers.tiny_vit(pre_norm=pre_norm, global_pool=global_pool).eval()
 
 
 def images() -> torch.Tensor:

@@ -9,7 +9,11 @@ from open_clip.transformer import QuickGELU
 from torch import nn
 
 from benchmark.backbones import (
-    BackboneUnavailableError, CheckpointError, backbone_param_count, create_backbone, data_config,
+    BackboneUnavailableError,
+    CheckpointError,
+    backbone_param_count,
+    create_backbone,
+    data_config,
 )
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

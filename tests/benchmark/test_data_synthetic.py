@@ -6,7 +6,12 @@ import torch
 import benchmark.data as data
 from benchmark.data.__main__ import main
 from benchmark.data.folder import load_folder
-from benchmark.data.synthetic import SynthConfig, write_covid_ct, write_folder, write_medmnist
+from benchmark.data.synthetic import (
+    SynthConfig,
+    write_covid_ct,
+    write_folder,
+    write_medmnist,
+)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -5,7 +5,12 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from benchmark.train import DeviceBatches, classification_metrics, cosine_with_warmup, random_resized_crop_flip
+from benchmark.train import (
+    DeviceBatches,
+    classification_metrics,
+    cosine_with_warmup,
+    random_resized_crop_flip,
+)
 
 
 def test_batches_normalise_on_device_and_cover_every_image_once():
