@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor, nn
 
+from shpeft import in_modules
+
 from .registry import HEAD, PeftMethod, freeze_all_but_head, register
 
 
@@ -78,7 +80,7 @@ class BottleneckAdapter(PeftMethod):
             return []
         return [
             m for name, m in model.named_modules()
-            if isinstance(m, nn.LayerNorm) and not any(name == h or name.startswith(h + ".") for h in HEAD)
+            if isinstance(m, nn.LayerNorm) and not in_modules(name, HEAD)
         ]
 
     def candidates(self, model: nn.Module) -> Sequence[int]:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
+from shpeft import in_modules
+
 from .registry import HEAD, PeftMethod, freeze_all_but_head, register
 
 QKV = ("attn.qkv",)  # the fused query/key/value projection of every block (the anchors' setting)
@@ -41,7 +43,7 @@ class LoRA(PeftMethod):
             for name, module in model.named_modules()
             if isinstance(module, nn.Linear)
             and any(name == t or name.endswith("." + t) for t in self.targets)
-            and not any(name == h or name.startswith(h + ".") for h in HEAD)
+            and not in_modules(name, HEAD)
         }
         if not found:
             raise ValueError(f"no nn.Linear matches the LoRA targets {self.targets}")

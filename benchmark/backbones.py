@@ -36,8 +36,10 @@ from timm.models import get_pretrained_cfg, load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
+from shpeft import in_modules
+
 __all__ = [
-    "BACKBONES", "FAMILIES", "BackboneUnavailableError", "CheckpointError", "backbone_param_count",
+    "BACKBONES", "FAMILIES", "BackboneUnavailableError", "CheckpointError",
     "create_backbone", "data_config", "load_backbone_weights",
 ]
 
@@ -222,11 +224,6 @@ def load_backbone_weights(model: VisionTransformer, weights: str | Path | Mappin
     model.load_state_dict(state, strict=False)
 
 
-def backbone_param_count(model: nn.Module) -> int:
-    """Parameters outside the classification head (``head.*``): the denominator of trainable ratios."""
-    return sum(p.numel() for n, p in model.named_parameters() if not _is_head(n))
-
-
 def data_config(backbone: nn.Module | str) -> dict:
     """timm-style data config (``input_size``, ``mean``, ``std``, ``interpolation``, ...) of a backbone.
 
@@ -256,7 +253,7 @@ def _timm_name(arch: str, tag: str | None) -> str:
 
 
 def _is_head(key: str) -> bool:
-    return key.startswith("head.")
+    return in_modules(key, ("head",))
 
 
 def _shape(value: object) -> tuple[int, ...] | str:

@@ -8,7 +8,7 @@
     shpeft.merge(model)                      # plain weights for inference
 """
 from .api import SCORE_KINDS, importance, num_backbone_parameters, trainable_report
-from .eligible import DEFAULT_PATTERNS, eligible_parameters
+from .eligible import DEFAULT_PATTERNS, eligible_parameters, in_modules
 from .importance import NonFiniteError
 from .io import AdapterMismatchError, load_adapter, read_adapter, save_adapter
 from .select import Mask, select
@@ -28,6 +28,7 @@ __all__ = [
     "delta_sites",
     "eligible_parameters",
     "importance",
+    "in_modules",
     "load_adapter",
     "merge",
     "num_backbone_parameters",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .eligible import eligible_parameters
+from .eligible import eligible_parameters, in_modules
 from .importance import (
     _ESTIMATOR_REDUCTION,
     Estimator,
@@ -80,10 +80,6 @@ def importance(
     return scores
 
 
-def _is_head(name: str, head: Sequence[str]) -> bool:
-    return any(name == h or name.startswith(h + ".") for h in head)
-
-
 def trainable_report(
     model: nn.Module, *, head: Sequence[str] = ("head",), backbone_params: int | None = None
 ) -> dict[str, float | int]:
@@ -96,7 +92,7 @@ def trainable_report(
     delta_ids = {id(site.delta) for site in delta_sites(model).values()}
     trainable_backbone = head_trainable = original = 0
     for name, p in model.named_parameters():
-        is_head = _is_head(name, head)
+        is_head = in_modules(name, head)
         if p.requires_grad:
             if is_head:
                 head_trainable += p.numel()
@@ -116,7 +112,7 @@ def trainable_report(
 
 def num_backbone_parameters(model: nn.Module, head: Sequence[str] = ("head",)) -> int:
     """Parameters of ``model`` outside the classification head."""
-    return sum(p.numel() for n, p in model.named_parameters() if not _is_head(n, head))
+    return sum(p.numel() for n, p in model.named_parameters() if not in_modules(n, head))
 
 
 __all__ = ["SCORE_KINDS", "importance", "num_backbone_parameters", "trainable_report"]

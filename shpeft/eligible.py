@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from torch import nn
 
@@ -14,6 +14,11 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"(^|\.)resblocks\.\d+\.attn\.(in_proj_weight|out_proj\.weight)$",
     r"(^|\.)resblocks\.\d+\.mlp\.c_(fc|proj)\.weight$",
 )
+
+
+def in_modules(name: str, modules: Iterable[str]) -> bool:
+    """True if ``name`` (a parameter or module name) is one of ``modules`` or lies inside one."""
+    return any(name == m or name.startswith(m + ".") for m in modules)
 
 
 def eligible_parameters(

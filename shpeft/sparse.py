@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from .eligible import in_modules
 from .select import Mask
 
 
@@ -115,10 +116,6 @@ class SparseDeltaLinear(nn.Module):
         return self.base
 
 
-def _matches(name: str, prefixes: Iterable[str]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
 def apply(model: nn.Module, mask: Mask, *, train_extra: Iterable[str] = ("head",)) -> nn.Module:
     """Freeze ``model`` except the masked weights (as deltas) and the ``train_extra`` modules.
 
@@ -149,7 +146,7 @@ def apply(model: nn.Module, mask: Mask, *, train_extra: Iterable[str] = ("head",
             parametrize.register_parametrization(module, param_name, site, unsafe=True)
     extra = tuple(train_extra)
     for name, p in model.named_parameters():
-        if _matches(name, extra):
+        if in_modules(name, extra):
             p.requires_grad_(True)
     return model
 

@@ -11,10 +11,10 @@ from torch import nn
 from benchmark.backbones import (
     BackboneUnavailableError,
     CheckpointError,
-    backbone_param_count,
     create_backbone,
     data_config,
 )
+from shpeft import num_backbone_parameters
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 
@@ -51,7 +51,7 @@ def test_tiny_vit_structure():
             assert isinstance(names[f"blocks.{i}.{sub}"], nn.Linear)
     assert isinstance(model.head, nn.Linear) and model.head.out_features == 5
     assert model.cls_token is not None and not isinstance(model.norm_pre, nn.Identity)
-    assert 100_000 <= backbone_param_count(model) <= 500_000
+    assert 100_000 <= num_backbone_parameters(model) <= 500_000
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
     cfg = data_config(model)
     assert cfg["input_size"] == (3, 32, 32) and cfg["mean"] == CLIP_MEAN
@@ -77,7 +77,7 @@ def test_clip_vit_b16_without_weights_on_meta():
         model = create_backbone("clip_vit_b16", 4, pretrained=False)
         with pytest.raises(ValueError, match="meta"):
             create_backbone("clip_vit_b16", 4)
-    assert backbone_param_count(model) == 85_799_424  # CLIP ViT-B/16 image tower without its projection
+    assert num_backbone_parameters(model) == 85_799_424  # CLIP ViT-B/16 image tower without its projection
     assert model.head.out_features == 4
     assert type(model.blocks[0].mlp.act).__name__ == "QuickGELU"
     cfg = data_config("clip_vit_b16")
