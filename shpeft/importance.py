@@ -131,16 +131,22 @@ def global_mean(scores: Mapping[str, Tensor]) -> float:
 def hybrid_scores(
     task_specific: Scores, weights: Mapping[str, Tensor], estimator: Estimator, lam: float
 ) -> Scores:
-    """I_ts / mean(I_ts) + lam * I_ta / mean(I_ta), written into the ``task_specific`` buffers."""
+    """I_ts / mean(I_ts) + lam * I_ta / mean(I_ta), written into the ``task_specific`` buffers.
+
+    I_ta is formed one tensor at a time (for its mean, then for the sum), so the only
+    full-size buffers are the task-specific ones.
+    """
+    est = _estimator(estimator)
     mean_ts = global_mean(task_specific)
-    ta = task_agnostic_scores(weights, estimator)  # computed per tensor below, freed after
-    mean_ta = global_mean(ta)
+    mean_ta = sum(float(est(w.detach().double()).sum()) for w in weights.values()) / sum(
+        w.numel() for w in weights.values()
+    )
     if mean_ts <= 0 or mean_ta <= 0 or not math.isfinite(mean_ts + mean_ta):
         raise ValueError(
             f"cannot normalise scores: mean task-specific={mean_ts}, mean task-agnostic={mean_ta}"
         )
     for name, ts in task_specific.items():
-        ts.div_(mean_ts).add_(ta.pop(name), alpha=lam / mean_ta)
+        ts.div_(mean_ts).add_(est(weights[name].detach().float()), alpha=lam / mean_ta)
     return task_specific
 
 
