@@ -1,0 +1,101 @@
+"""benchmark/perf.py: the rows it measures (counts, optimizer state, ratios) and the files it
+writes. Speed itself is not asserted: these run 1 warm-up + 2 steps of the tiny ViT."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+import baselines
+import shpeft
+from benchmark import perf
+
+CFG = perf.PerfConfig(backbone="tiny", batch_size=8, warmup=1, steps=2, importance_batches=2)
+ADAM_STATE_BYTES_PER_WEIGHT = 2 * 4  # exp_avg + exp_avg_sq, float32
+ADAM_STEP_BYTES = 4  # one float32 step counter per parameter tensor
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, dict]:
+    measured = perf.run(CFG, ["bitfit", "shpeft"], isolate=False)
+    return {r["method"]: r for r in measured}
+
+
+def prepared(name: str) -> baselines.Prepared:
+    torch.manual_seed(CFG.seed)
+    model = perf.build_backbone("tiny", torch.device("cpu"))
+    batch = perf.random_batch(CFG, torch.Generator().manual_seed(CFG.seed))
+    return baselines.prepare(name, model, perf.method_ratio(name, CFG), [batch])
+
+
+def test_full_fine_tuning_is_always_measured_and_every_row_has_positive_times(rows):
+    assert set(rows) == {"bitfit", "full", "shpeft", perf.IMPORTANCE_ROW}
+    for row in rows.values():
+        assert row["ms_per_step"] > 0 and row["img_per_s"] > 0, row
+        assert isinstance(row["peak_mem_bytes"], int), row
+        assert row.get("note") is None or not row["note"].startswith("error"), row
+
+
+@pytest.mark.parametrize("name", ["bitfit", "full", "shpeft"])
+def test_trainable_counts_are_those_prepare_reports(rows, name):
+    assert rows[name]["trainable"] == prepared(name).trainable
+
+
+def test_shpeft_optimizer_state_is_two_float32_moments_per_delta_plus_head(rows):
+    p = prepared("shpeft")
+    k = p.knob_value
+    assert k == round(CFG.sparse_ratio * p.backbone_params)
+    tensors = len(shpeft.delta_sites(p.model)) + 2  # one delta tensor per tuned weight + head weight and bias
+    expected = ADAM_STATE_BYTES_PER_WEIGHT * (k + p.head_params) + ADAM_STEP_BYTES * tensors
+    assert rows["shpeft"]["opt_state_bytes"] == expected
+    full_expected = ADAM_STATE_BYTES_PER_WEIGHT * rows["full"]["trainable"]
+    assert rows["full"]["opt_state_bytes"] > full_expected > 10 * expected
+
+
+def test_ratios_are_relative_to_bitfit_and_full_of_the_same_run(rows):
+    assert rows["bitfit"]["time_vs_bitfit"] == 1.0 and rows["bitfit"]["mem_vs_bitfit"] == 1.0
+    assert rows["full"]["time_vs_full"] == 1.0 and rows["full"]["mem_vs_full"] == 1.0
+    shp = rows["shpeft"]
+    assert math.isclose(shp["time_vs_bitfit"], shp["ms_per_step"] / rows["bitfit"]["ms_per_step"])
+    assert math.isclose(shp["mem_vs_full"], shp["peak_mem_bytes"] / rows["full"]["peak_mem_bytes"])
+    assert rows[perf.IMPORTANCE_ROW]["time_vs_bitfit"] is None
+
+
+def test_sparse_methods_run_at_the_ratio_and_others_at_native_size_unless_matched():
+    assert perf.method_ratio("shpeft", CFG) == 1e-2
+    assert perf.method_ratio("spt", perf.PerfConfig(backbone="vit_b16")) == 1e-4
+    assert perf.method_ratio("lora", CFG) is None
+    assert perf.method_ratio("lora", perf.PerfConfig(matched=True, ratio=3e-3)) == 3e-3
+    assert perf.method_ratio("bitfit", perf.PerfConfig(matched=True)) is None
+
+
+def test_an_isolated_method_runs_in_another_process():
+    row = perf._in_subprocess(perf.measure_method, "linear", CFG)
+    assert row["method"] == "linear" and row["ms_per_step"] > 0
+    assert row["mem_kind"] == "cpu_live_tensors+rss_anon_growth" and row["peak_mem_bytes"] > 0
+
+
+def test_main_writes_csv_and_markdown_with_a_provenance_header(tmp_path, capsys):
+    argv = ["--methods", "linear", "--batch-size", "4", "--warmup", "1", "--steps", "2",
+            "--importance-batches", "1", "--no-isolate", "--device", "cpu", "--out-dir", str(tmp_path)]
+    perf.main(argv)
+    stem = "tiny_cpu_fp32_b4"
+    text = (tmp_path / f"{stem}.csv").read_text().splitlines()
+    header = [line for line in text if line.startswith("# ")]
+    assert any(line.startswith("# command: python benchmark/perf.py --methods linear") for line in header)
+    assert any(line.startswith(f"# torch: {torch.__version__.split('+')[0]}") for line in header)
+    assert any(line.startswith("# date: ") for line in header)
+    assert any(line.startswith("# device: ") and "CPU" in line for line in header)
+    table = list(csv.DictReader(line for line in text if not line.startswith("# ")))
+    assert [r["method"] for r in table] == ["bitfit", "full", "linear", perf.IMPORTANCE_ROW]
+    assert float(table[0]["time_vs_bitfit"]) == 1.0
+    md = (tmp_path / f"{stem}.md").read_text()
+    assert "| method | knob | trainable | ms/step | min ms |" in md and "| linear |" in md
+    assert "| linear |" in capsys.readouterr().out
+
+
+def test_unknown_method_fails_before_measuring():
+    with pytest.raises(KeyError, match="registered methods"):
+        perf.run(CFG, ["no-such-method"], isolate=False)
