@@ -24,9 +24,10 @@ class TensorSplit(NamedTuple):
 @dataclass
 class RawSplit:
     """One split as a loader finds it: image files to decode, or an already decoded array
-    ([N, H, W] grayscale or [N, H, W, C]), with one integer label per image."""
+    ([N, H, W] grayscale or [N, H, W, C]; a numpy array or a lazy one such as
+    ``medmnist.NpzMember``), with one integer label per image."""
 
-    images: np.ndarray | list[Path]
+    images: Any | list[Path]
     labels: np.ndarray
 
     def __post_init__(self) -> None:
@@ -42,7 +43,7 @@ class RawSplit:
 
     def take(self, indices: np.ndarray) -> RawSplit:
         """The samples at ``indices``, in that order."""
-        images = self.images[indices] if isinstance(self.images, np.ndarray) else [self.images[i] for i in indices]
+        images = [self.images[i] for i in indices] if isinstance(self.images, list) else self.images[indices]
         return RawSplit(images, self.labels[indices])
 
 

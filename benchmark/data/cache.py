@@ -7,10 +7,13 @@ never decoded again. Delete the folder to rebuild it after changing the raw file
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +51,9 @@ def prepare(name: str, root: str | Path, size: int = 224) -> Path:
     tmp.mkdir(parents=True)
     try:
         for split in SPLITS:
-            images = decode(splits[split], size, desc=f"{name}/{split}")
-            torch.save({"images": images, "labels": torch.from_numpy(splits[split].labels)}, tmp / f"{split}.pt")
+            with _disk_buffer(tmp / f"{split}.decoding.npy", (len(splits[split]), 3, size, size)) as buffer:
+                images = decode(splits[split], size, desc=f"{name}/{split}", out=buffer)
+                torch.save({"images": images, "labels": torch.from_numpy(splits[split].labels)}, tmp / f"{split}.pt")
         info = _meta(spec, source, splits, split_info, size)
         (tmp / META).write_text(json.dumps(info, indent=1))
         (tmp / READY).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
@@ -57,6 +61,21 @@ def prepare(name: str, root: str | Path, size: int = 224) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+@contextmanager
+def _disk_buffer(path: Path, shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
+    """A uint8 tensor of ``shape`` backed by a memory-mapped file (removed afterwards): a large
+    split is decoded through the page cache instead of being held in RAM."""
+    if math.prod(shape) == 0:
+        yield torch.empty(shape, dtype=torch.uint8)
+        return
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        yield torch.from_numpy(array)
+    finally:
+        del array
+        path.unlink(missing_ok=True)
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -74,7 +93,7 @@ def _publish(tmp: Path, out: Path) -> None:
 def _meta(spec: registry.DatasetSpec, source: Source, splits: dict, split_info: dict, size: int) -> dict[str, Any]:
     n = len(source.class_names)
     files = {s: [Path(p).relative_to(source.raw).as_posix() for p in splits[s].images]
-             for s in SPLITS if not isinstance(splits[s].images, np.ndarray)}
+             for s in SPLITS if isinstance(splits[s].images, list)}
     return {
         "name": spec.dirname,
         "modality": spec.modality,

@@ -6,8 +6,9 @@ clipped. Decoding happens once, in :func:`benchmark.data.prepare`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,9 +43,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
     return np.array(rgb)
 
 
-def decode_files(paths: Sequence[Path], size: int, desc: str = "decoding") -> torch.Tensor:
-    """Image files as uint8 [N, 3, size, size], with a progress bar."""
-    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+def decode_files(paths: Sequence[Path], size: int, out: torch.Tensor, desc: str = "decoding") -> torch.Tensor:
+    """Image files into ``out`` (uint8 [N, 3, size, size]), with a progress bar."""
     for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=None)):
         try:
             out[i] = torch.from_numpy(read_image(path, size)).permute(2, 0, 1)
@@ -53,26 +53,39 @@ def decode_files(paths: Sequence[Path], size: int, desc: str = "decoding") -> to
     return out
 
 
-def decode_array(array: np.ndarray, size: int) -> torch.Tensor:
-    """[N, H, W] (grayscale) or [N, H, W, C] uint8 as uint8 [N, 3, size, size], resized with
-    antialiasing when H or W differs from ``size``."""
-    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8))
-    t = (t.unsqueeze(-1) if t.ndim == 3 else t).permute(0, 3, 1, 2)
-    if t.shape[1] not in (1, 3):
-        raise ValueError(f"expected 1 or 3 channels, got an array of shape {array.shape}")
-    t = t.expand(-1, 3, -1, -1)
-    if t.shape[-2:] == (size, size):
-        return t.contiguous()
-    out = torch.empty((len(t), 3, size, size), dtype=torch.uint8)
-    for start in range(0, len(t), RESIZE_CHUNK):
-        chunk = t[start:start + RESIZE_CHUNK].float()
-        resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + RESIZE_CHUNK] = resized.round().clamp(0, 255).to(torch.uint8)
+def _row_chunks(array: Any, rows: int) -> Iterator[np.ndarray]:
+    """Consecutive blocks of rows of an array, or of a lazy array that streams them."""
+    if hasattr(array, "chunks"):
+        yield from array.chunks(rows)
+    else:
+        for start in range(0, len(array), rows):
+            yield array[start:start + rows]
+
+
+def decode_array(array: Any, size: int, out: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] (grayscale) or [N, H, W, C] uint8 into ``out`` (uint8 [N, 3, size, size]),
+    resized with antialiasing when H or W differs from ``size``; ``RESIZE_CHUNK`` images at a
+    time, so memory stays bounded whatever N is."""
+    start = 0
+    for chunk in _row_chunks(array, RESIZE_CHUNK):
+        t = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.uint8))
+        t = (t.unsqueeze(-1) if t.ndim == 3 else t).permute(0, 3, 1, 2)
+        if t.shape[1] not in (1, 3):
+            raise ValueError(f"expected 1 or 3 channels, got an array of shape {array.shape}")
+        t = t.expand(-1, 3, -1, -1)
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            t = t.round().clamp(0, 255).to(torch.uint8)
+        out[start:start + len(t)] = t
+        start += len(t)
     return out
 
 
-def decode(split: RawSplit, size: int, desc: str = "decoding") -> torch.Tensor:
-    """The images of ``split`` (files or an array) as uint8 [N, 3, size, size]."""
-    if isinstance(split.images, np.ndarray):
-        return decode_array(split.images, size)
-    return decode_files(split.images, size, desc)
+def decode(split: RawSplit, size: int, desc: str = "decoding", out: torch.Tensor | None = None) -> torch.Tensor:
+    """The images of ``split`` (files or an array) as uint8 [N, 3, size, size], written into
+    ``out`` when given (e.g. a memory-mapped buffer), else into a new tensor."""
+    if out is None:
+        out = torch.empty((len(split), 3, size, size), dtype=torch.uint8)
+    if isinstance(split.images, list):
+        return decode_files(split.images, size, out, desc)
+    return decode_array(split.images, size, out)

@@ -9,11 +9,17 @@ from the next larger file (224 for anything above).
 """
 from __future__ import annotations
 
+import math
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from medmnist import INFO
+from numpy.lib import format as npy_format
 
 from .base import SPLITS, RawSplit, Source
 from .download import fetch
@@ -44,10 +50,46 @@ def npz_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 
+class NpzMember:
+    """An array stored in an ``.npz``, read lazily: :meth:`chunks` streams consecutive rows
+    from the zip member, so a 13 GB PathMNIST-224 split is never held in memory at once."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.member = Path(path), f"{key}.npy"
+        with self._open() as (_, shape, dtype):
+            self.shape, self.dtype = shape, dtype
+
+    @contextmanager
+    def _open(self) -> Iterator[tuple[IO[bytes], tuple[int, ...], np.dtype]]:
+        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
+            version = npy_format.read_magic(f)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+            if fortran_order:
+                raise ValueError(f"{self.path}:{self.member} is stored in Fortran order")
+            yield f, shape, dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+        """Consecutive blocks of at most ``rows`` rows, in order."""
+        with self._open() as (f, shape, dtype):
+            row_bytes = math.prod(shape[1:]) * dtype.itemsize
+            for start in range(0, shape[0], rows):
+                n = min(rows, shape[0] - start)
+                yield np.frombuffer(bytearray(f.read(n * row_bytes)), dtype).reshape(n, *shape[1:])
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        with np.load(self.path) as npz:
+            return npz[self.member.removesuffix(".npy")][index]
+
+
 def read_npz(path: Path) -> dict[str, RawSplit]:
-    """The three splits of a MedMNIST-format ``.npz``."""
+    """The three splits of a MedMNIST-format ``.npz`` (images lazily, labels read now)."""
     with np.load(path) as npz:
-        return {s: RawSplit(npz[f"{s}_images"], npz[f"{s}_labels"]) for s in SPLITS}
+        labels = {s: npz[f"{s}_labels"] for s in SPLITS}
+    return {s: RawSplit(NpzMember(path, f"{s}_images"), labels[s]) for s in SPLITS}
 
 
 def class_names(flag: str) -> tuple[str, ...]:

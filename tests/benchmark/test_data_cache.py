@@ -7,9 +7,11 @@ import torch
 from PIL import Image
 
 import benchmark.data as data
+from benchmark.data import images as images_module
 from benchmark.data.base import RawSplit, Source
 from benchmark.data.cache import READY
-from benchmark.data.images import decode_array, read_image
+from benchmark.data.images import decode, read_image
+from benchmark.data.medmnist import NpzMember
 from benchmark.data.registry import DatasetSpec
 
 
@@ -92,7 +94,28 @@ def test_decoding_modes(tmp_path):
     assert read_image(tmp_path / "alpha.png", 4)[0, 0].tolist() == [10, 20, 30]
     Image.new("L", (40, 40), 77).save(tmp_path / "gray.jpg")
     assert (read_image(tmp_path / "gray.jpg", 5) == 77).all()
-    gray = np.full((2, 6, 6), 9, np.uint8)
-    assert decode_array(gray, 3).shape == (2, 3, 3, 3) and (decode_array(gray, 3) == 9).all()
+    gray = decode(RawSplit(np.full((2, 6, 6), 9, np.uint8), np.zeros(2)), 3)
+    assert gray.shape == (2, 3, 3, 3) and (gray == 9).all()
     with pytest.raises(ValueError, match="channels"):
-        decode_array(np.zeros((1, 4, 4, 2), np.uint8), 4)
+        decode(RawSplit(np.zeros((1, 4, 4, 2), np.uint8), np.zeros(1)), 4)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_members_stream_in_chunks_and_decode_like_the_whole_array(tmp_path, save, monkeypatch):
+    """MedMNIST splits are read from the zip member chunk by chunk (bounded memory for the
+    224 px files) and decoded into a given buffer; the result equals decoding np.load's array."""
+    rng = np.random.default_rng(0)
+    rgb, gray = rng.integers(0, 256, (23, 6, 6, 3), np.uint8), rng.integers(0, 256, (5, 6, 6), np.uint8)
+    save(tmp_path / "d.npz", rgb=rgb, gray=gray)
+    member = NpzMember(tmp_path / "d.npz", "rgb")
+    assert len(member) == 23 and member.shape == rgb.shape and member.dtype == np.uint8
+    blocks = list(member.chunks(10))
+    assert [len(b) for b in blocks] == [10, 10, 3] and np.array_equal(np.concatenate(blocks), rgb)
+    assert np.array_equal(member[np.array([4, 0])], rgb[[4, 0]])
+    monkeypatch.setattr(images_module, "RESIZE_CHUNK", 4)  # several chunks through decode
+    for key, array in [("rgb", rgb), ("gray", gray)]:
+        labels = np.zeros(len(array))
+        out = torch.zeros((len(array), 3, 4, 4), dtype=torch.uint8)
+        streamed = decode(RawSplit(NpzMember(tmp_path / "d.npz", key), labels), 4, out=out)
+        assert streamed.data_ptr() == out.data_ptr()
+        assert torch.equal(streamed, decode(RawSplit(array, labels), 4))
