@@ -20,6 +20,12 @@ class AdapterMismatchError(ValueError):
     """The adapter file does not fit the model it is loaded into."""
 
 
+def _compact(indices: torch.Tensor, numel: int) -> torch.Tensor:
+    """int32 indices where the weight has fewer than 2^31 entries (every ViT matrix): a third smaller files."""
+    dtype = torch.int32 if numel < 2**31 else torch.int64
+    return indices.to(device="cpu", dtype=dtype).contiguous()
+
+
 def save_adapter(model: nn.Module, path: str | Path, *, backbone_params: int | None = None) -> Path:
     """Write the deltas, their indices and every other trainable parameter of ``model``."""
     sites = delta_sites(model)
@@ -29,7 +35,7 @@ def save_adapter(model: nn.Module, path: str | Path, *, backbone_params: int | N
     tensors: dict[str, torch.Tensor] = {}
     for name, site in sites.items():
         tensors[f"delta::{name}"] = site.delta.detach().float().cpu().contiguous()
-        tensors[f"indices::{name}"] = site.indices.cpu().contiguous()
+        tensors[f"indices::{name}"] = _compact(site.indices, site.shape.numel())
     for name, p in model.named_parameters():
         if p.requires_grad and id(p) not in site_params:
             tensors[f"extra::{name}"] = p.detach().cpu().contiguous()
@@ -83,7 +89,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
                 f"adapter parameter {name!r} has shape {tuple(value.shape)}, model has {found}"
             )
     mask = Mask(
-        indices={n: tensors[f"indices::{n}"] for n in shapes},
+        indices={n: tensors[f"indices::{n}"].long() for n in shapes},
         shapes=shapes,
         thresholds={n: float("nan") for n in shapes},
         ratio=float("nan"),
