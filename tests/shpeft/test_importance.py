@@ -62,17 +62,18 @@ def test_reference_gradient_matches_finite_differences(tiny_vit, batches):
         assert (up - down) / 2e-6 == pytest.approx(g.view(-1)[flat].item(), rel=1e-5, abs=1e-9)
 
 
+def counting(batches, seen: list):
+    """Yield ``batches``, appending to ``seen`` for each one actually drawn."""
+    for b in batches:
+        seen.append(1)
+        yield b
+
+
 def test_n_batches_limits_the_pass_and_state_is_restored(tiny_vit, batches):
     seen = []
-
-    def loader():
-        for b in batches:
-            seen.append(1)
-            yield b
-
     tiny_vit.train()
     tiny_vit.head.requires_grad_(False)
-    one = shpeft.importance(tiny_vit, loader(), kind="task_specific", n_batches=1)
+    one = shpeft.importance(tiny_vit, counting(batches, seen), kind="task_specific", n_batches=1)
     assert len(seen) == 1
     ref = reference_scores(tiny_vit, batches[:1], "task_specific", "l1")
     for n in ref:
@@ -84,15 +85,9 @@ def test_n_batches_limits_the_pass_and_state_is_restored(tiny_vit, batches):
 
 
 def test_default_pass_covers_max_images(tiny_vit, batches):
-    count = []
-
-    def loader():
-        for b in batches:
-            count.append(1)
-            yield b
-
-    shpeft.importance(tiny_vit, loader(), max_images=7)  # 6 images per batch -> 2 batches
-    assert len(count) == 2
+    seen = []
+    shpeft.importance(tiny_vit, counting(batches, seen), max_images=7)  # 6 images per batch -> 2 batches
+    assert len(seen) == 2
 
 
 @pytest.mark.parametrize(
