@@ -142,7 +142,7 @@ def run(cfg: RunConfig) -> dict:
     if not cfg.force and (old := _finished(path, cfg)):
         print(f"skip: {path} is finished with the same config (use --force to rerun)")
         return old
-    baselines.get(cfg.method)  # unknown method: fail before loading anything
+    method = baselines.get(cfg.method)  # unknown method: fail before loading anything
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     started = time.perf_counter()
@@ -172,7 +172,6 @@ def run(cfg: RunConfig) -> dict:
     calib = batches("train")
     n_calib = max(1, -(-cfg.calib_images // cfg.batch_size))
     calib_batches = [b for _, b in zip(range(n_calib), calib)]
-    method = baselines.get(cfg.method)
     train_cfg = TrainConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=method.lr * cfg.lr_scale if cfg.lr is None else cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip,

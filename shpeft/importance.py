@@ -121,10 +121,13 @@ def task_agnostic_scores(params: Mapping[str, Tensor], estimator: Estimator = "l
     return {n: est(p.detach().float()) for n, p in params.items()}
 
 
-def global_mean(scores: Mapping[str, Tensor]) -> float:
-    """Mean over every entry of every tensor (float64 accumulation)."""
-    total = sum(float(s.double().sum()) for s in scores.values())
-    count = sum(s.numel() for s in scores.values())
+def global_mean(tensors: Iterable[Tensor]) -> float:
+    """Mean over every entry of every tensor (float64 accumulation), in one pass, so the
+    tensors can be produced one at a time by a generator."""
+    total, count = 0.0, 0
+    for t in tensors:
+        total += float(t.double().sum())
+        count += t.numel()
     return total / count
 
 
@@ -137,10 +140,8 @@ def hybrid_scores(
     full-size buffers are the task-specific ones.
     """
     est = _estimator(estimator)
-    mean_ts = global_mean(task_specific)
-    mean_ta = sum(float(est(w.detach().double()).sum()) for w in weights.values()) / sum(
-        w.numel() for w in weights.values()
-    )
+    mean_ts = global_mean(task_specific.values())
+    mean_ta = global_mean(est(w.detach().double()) for w in weights.values())
     if mean_ts <= 0 or mean_ta <= 0 or not math.isfinite(mean_ts + mean_ta):
         raise ValueError(
             f"cannot normalise scores: mean task-specific={mean_ts}, mean task-agnostic={mean_ta}"
