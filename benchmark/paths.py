@@ -1,18 +1,78 @@
-"""Where a run's result lives (shared by the runner and the Snakemake DAG; import-light)."""
+"""Every path rule of the benchmark, defined once (import-light: the Snakemake DAG, the data
+layer, the runner and the analysis all import it).
+
+- a ratio in a path: :func:`ratio_tag` / :func:`parse_ratio_tag` (``native`` or ``%g``);
+- a learning rate in a path: :func:`lr_tag` (``%g``);
+- a dataset or backbone name in a path: :func:`dataset_tag`, :func:`backbone_tag`;
+- a dataset's files: ``<root>/<dataset_tag>/raw`` (downloads) and ``<root>/<dataset_tag>/<size>``
+  (the decoded cache) -- :func:`raw_dir`, :func:`cache_dir`, :func:`ready_marker`;
+- one cell's result: ``<dataset>/<backbone>/<method>/r<ratio>[/lr<lr>]/s<seed>.json`` -- :func:`run_relpath`.
+"""
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
+
+NATIVE = "native"  # the ratio tag of a method's own size
+READY = "READY"  # written last into a finished cache folder
 
 
 def ratio_tag(ratio: float | str | None) -> str:
-    """``native`` for a method's own size, else the ratio as ``%g`` (1e-05, 0.0001, 0.01)."""
-    return "native" if ratio in (None, "native") else f"{float(ratio):g}"
+    """``native`` for a method's own size (None, "native", NaN), else the ratio as ``%g``
+    (1e-05, 0.0001, 0.01)."""
+    if ratio is None or ratio == NATIVE or (isinstance(ratio, float) and math.isnan(ratio)):
+        return NATIVE
+    return f"{float(ratio):g}"
+
+
+def parse_ratio_tag(tag: str) -> float | None:
+    """Inverse of :func:`ratio_tag`: ``native`` -> None, else the float."""
+    return None if tag == NATIVE else float(tag)
+
+
+def lr_tag(lr: float) -> str:
+    """A learning rate as it appears in a path (``%g``: 0.001, 3e-05)."""
+    return f"{float(lr):g}"
 
 
 def backbone_tag(backbone: str) -> str:
+    """``timm:deit_tiny_patch16_224`` -> ``timm-deit_tiny_patch16_224`` (one path segment)."""
     return backbone.replace(":", "-").replace("/", "-")
 
 
-def run_relpath(dataset: str, backbone: str, method: str, ratio: float | str | None, seed: int) -> Path:
-    """``<dataset>/<backbone>/<method>/r<ratio>/s<seed>.json``."""
-    return Path(dataset) / backbone_tag(backbone) / method / f"r{ratio_tag(ratio)}" / f"s{seed}.json"
+def dataset_tag(name: str) -> str:
+    """One path segment per dataset name: registered names as they are; a name with a path in it
+    (``folder:/data/scans``) becomes ``folder-scans-<8 hex of the absolute path>``."""
+    prefix, sep, argument = name.partition(":")
+    if not sep:
+        return name
+    where = Path(argument).expanduser().resolve()
+    digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
+    return f"{prefix}-{where.name or 'root'}-{digest}"
+
+
+def raw_dir(root: str | Path, name: str) -> Path:
+    """Where dataset ``name``'s raw files (downloads, extracted archives) live."""
+    return Path(root) / dataset_tag(name) / "raw"
+
+
+def cache_dir(root: str | Path, name: str, size: int) -> Path:
+    """Where dataset ``name``'s decoded splits at ``size`` px live: one folder per dataset name."""
+    return Path(root) / dataset_tag(name) / str(size)
+
+
+def ready_marker(root: str | Path, name: str, size: int) -> Path:
+    """The file whose existence means the cache of ``name`` at ``size`` px is complete."""
+    return cache_dir(root, name, size) / READY
+
+
+def run_relpath(
+    dataset: str, backbone: str, method: str, ratio: float | str | None, seed: int, lr: float | None = None
+) -> Path:
+    """``<dataset>/<backbone>/<method>/r<ratio>/s<seed>.json``; with a swept learning rate
+    ``.../r<ratio>/lr<lr>/s<seed>.json``."""
+    folder = Path(dataset_tag(dataset)) / backbone_tag(backbone) / method / f"r{ratio_tag(ratio)}"
+    if lr is not None:
+        folder = folder / f"lr{lr_tag(lr)}"
+    return folder / f"s{seed}.json"
