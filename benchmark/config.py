@@ -174,12 +174,17 @@ def check_writable(folder: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot write to {folder} ({err.strerror})") from None
 
 
+def validate_values(cfg: RunConfig) -> None:
+    """The settings' values and the backbone/image-size pair (what a study config shares by all its cells)."""
+    _check_values(cfg)
+    _check_backbone(cfg)
+
+
 def validate(cfg: RunConfig) -> None:
     """Every check that needs no data and no weights: values, names, backbone/image size, device,
     writable destinations. Raises :class:`ConfigError`."""
-    _check_values(cfg)
+    validate_values(cfg)
     _check_names(cfg)
-    _check_backbone(cfg)
     _check_device(cfg)
     check_writable(result_path(cfg).parent, "--out" if cfg.out else "--results-root")
     if cfg.save_state:
