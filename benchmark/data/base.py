@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .download import DatasetUnavailableError
+from .errors import DatasetUnavailableError
 
 SPLITS = ("train", "val", "test")
+CHECKSUM_STATUSES = ("official", "user-supplied", "unpublished")
 
 
 class TensorSplit(NamedTuple):
@@ -47,20 +48,42 @@ class RawSplit:
         return RawSplit(images, self.labels[indices])
 
 
+@dataclass(frozen=True)
+class Checksum:
+    """How the files a dataset was read from were verified: ``official`` (they match the published
+    checksums), ``user-supplied`` (they do not, and the user accepted that), ``unpublished`` (no
+    checksum is published; ``files`` then records the md5 of what was read). ``files`` maps a
+    file name (relative to the source's folder) to its md5."""
+
+    status: str
+    files: dict[str, str]
+
+    def __post_init__(self) -> None:
+        if self.status not in CHECKSUM_STATUSES:
+            raise ValueError(f"checksum status {self.status!r} is not one of {CHECKSUM_STATUSES}")
+
+
 @dataclass
 class Source:
     """A dataset as its authors publish it. ``splits`` holds the splits the source defines:
     all of train/val/test, train/test (val is carved out of train), or a single ``all``
     (split by seeded stratified sampling). ``raw`` is the folder image paths are relative to
-    (meta.json lists each split's files relative to it); ``info`` is provenance for meta.json."""
+    (meta.json lists each split's files relative to it); ``info`` is provenance for meta.json.
+    ``checksum`` is given by loaders of checksummed files; without it the cache records the md5
+    of every image read and of the ``index_files`` (split lists) as ``unpublished``. ``inputs``
+    are the files and folders whose change makes the cache stale (default: ``raw``)."""
 
     splits: dict[str, RawSplit]
     class_names: tuple[str, ...]
     raw: Path
     info: dict[str, Any] = field(default_factory=dict)
+    checksum: Checksum | None = None
+    index_files: tuple[Path, ...] = ()
+    inputs: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
+        self.inputs = tuple(self.inputs) or (self.raw,)
         for name, split in self.splits.items():
             if len(split) and not 0 <= split.labels.min() <= split.labels.max() < len(self.class_names):
                 raise ValueError(f"split {name!r} has labels outside 0..{len(self.class_names) - 1}")

@@ -1,6 +1,7 @@
 import pytest
 
 import benchmark.data as data
+from benchmark import paths
 from benchmark.data.registry import DatasetSpec
 
 
@@ -18,7 +19,8 @@ def test_paper_datasets_carry_their_status():
     for alias, flag in {"standin-derma": "dermamnist", "standin-blood": "bloodmnist",
                         "standin-retina": "retinamnist"}.items():
         spec = data.get(alias)
-        assert spec.status == "stand-in" and spec.dirname == flag  # shares raw files and cache
+        assert spec.status == "stand-in" and spec.raw_name == flag  # shares the raw files, not the cache
+        assert spec.raw_dir("data") == paths.raw_dir("data", flag)
         assert spec.class_names == data.get(flag).class_names
 
 
@@ -33,7 +35,7 @@ def test_medmnist_six_are_registered_with_their_classes():
 
 def _spec(name: str, status: str = "user") -> DatasetSpec:
     return DatasetSpec(name=name, modality="x", num_classes=1, class_names=("a",), splits="", source="",
-                       status=status, loader=lambda root, size: None)
+                       status=status, loader=lambda request: None)
 
 
 def test_register_rejects_duplicates_and_unknown_status(data_registry):
@@ -48,7 +50,7 @@ def test_register_rejects_duplicates_and_unknown_status(data_registry):
 
 def test_folder_prefix_resolves_to_a_user_spec(tmp_path, data_registry):
     spec = data.get(f"folder:{tmp_path / 'scans'}")
-    assert spec.status == "user"
-    assert spec.dirname.startswith("folder-scans-") and "/" not in spec.dirname
+    assert spec.status == "user" and spec.num_classes == 0  # known once read: meta.json's num_classes
+    assert spec.raw_dir(tmp_path / "root") == tmp_path / "scans"  # read in place
     assert data.get(f"folder:{tmp_path / 'scans'}") is spec
-    assert data.cache_dir(spec.name, tmp_path, 64) == tmp_path / spec.dirname / "64"
+    assert paths.dataset_tag(spec.name).startswith("folder-scans-")
