@@ -100,15 +100,18 @@ def split_counts(source: Source) -> dict[str, list[int]]:
 
 
 def check_counts(dataset: str, found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]] | None,
-                 where: Path) -> None:
-    """Raise if per-class image counts differ from the published ones (an incomplete download or
-    extraction, or another release of the data); ``expected=None`` skips the check."""
-    if expected is None:
-        return
+                 where: Path, accept: bool = False) -> Checksum:
+    """The check of a dataset without published checksums: its per-class image counts against
+    the published ones (``expected=None`` skips it). Counts that differ (an incomplete download
+    or extraction, or another release) are refused, unless ``accept``-ed: then the data is
+    recorded as ``user-supplied``. The md5s of the files read are filled in by the cache."""
     found = {k: list(v) for k, v in found.items()}
-    if found != {k: list(v) for k, v in expected.items()}:
-        raise DatasetUnavailableError(
-            f"{dataset}: per-class image counts {found} differ from the published {dict(expected)}. "
-            f"The copy under {where} is incomplete or another release; delete it and run prepare "
-            f"again, or place the original files there."
-        )
+    if expected is None or found == {k: list(v) for k, v in expected.items()}:
+        return Checksum("unpublished", {})
+    if accept:
+        return Checksum("user-supplied", {})
+    raise DatasetUnavailableError(
+        f"{dataset}: per-class image counts {found} differ from the published {dict(expected)}. "
+        f"The copy under {where} is incomplete or another release: use the original files, or pass "
+        f"--accept-checksum-mismatch to use this copy anyway (recorded as user-supplied)."
+    )

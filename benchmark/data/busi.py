@@ -57,7 +57,7 @@ def load_busi(request: Request, expected: dict[str, tuple[int, ...]] | None = PU
                 raise DatasetUnavailableError(f"busi: {archive} is not in the authors' layout {LAYOUT}")
     source = Source({"all": scan([data / c for c in CLASSES], exclude=is_mask)}, CLASSES, data,
                     info={"url": URL, "masks": "files with '_mask' in their name are skipped"})
-    check_counts("busi", split_counts(source), expected, data)
+    source.checksum = check_counts("busi", split_counts(source), expected, data, request.accept_checksum_mismatch)
     return source
 
 

@@ -161,11 +161,13 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _checksum(found: Source, splits: dict[str, RawSplit]) -> Checksum:
-    """The loader's verdict, or (no published checksum) the md5 of every file read."""
-    if found.checksum is not None:
-        return found.checksum
+    """The loader's verdict (default ``unpublished``), with the md5 of every file read unless the
+    loader recorded the checksummed files itself."""
+    verdict = found.checksum or Checksum("unpublished", {})
+    if verdict.files:
+        return verdict
     read = [*found.index_files, *(p for s in SPLITS if isinstance(splits[s].images, list) for p in splits[s].images)]
-    return Checksum("unpublished", {_relative(p, found.raw): file_hash(p, "md5") for p in read})
+    return Checksum(verdict.status, {_relative(p, found.raw): file_hash(p, "md5") for p in read})
 
 
 def _meta(spec: registry.DatasetSpec, found: Source, splits: dict, split_info: dict, size: int,

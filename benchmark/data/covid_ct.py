@@ -84,13 +84,13 @@ def load_covid_ct(request: Request, expected: dict[str, tuple[int, ...]] | None 
     else:
         fetch_missing(request.raw, request)
         layout = request.raw
-    return read_layout(layout, expected)
+    return read_layout(layout, expected, request.accept_checksum_mismatch)
 
 
-def read_layout(layout: Path, expected: dict[str, tuple[int, ...]] | None = PUBLISHED) -> Source:
-    """The official splits of the COVID-CT layout at ``layout``."""
+def read_layout(layout: Path, expected: dict[str, tuple[int, ...]] | None = PUBLISHED, accept: bool = False) -> Source:
+    """The official splits of the COVID-CT layout at ``layout`` (counts checked as in :func:`check_counts`)."""
     folders = [layout / IMAGES / f for f in FOLDERS]
-    check_counts("covid_ct", {"images": [len(scan([f]).labels) for f in folders]}, expected, layout)
+    checksum = check_counts("covid_ct", {"images": [len(scan([f]).labels) for f in folders]}, expected, layout, accept)
     splits, lists = {}, []
     for split in SPLITS:
         files, labels = [], []
@@ -102,7 +102,7 @@ def read_layout(layout: Path, expected: dict[str, tuple[int, ...]] | None = PUBL
         require_files("covid_ct", files, f"{layout / LISTS} ({split})")
         splits[split] = RawSplit(files, labels)
     return Source(splits, CLASSES, layout, info={"repository": REPO, "verified": "zip CRCs and image counts"},
-                  index_files=tuple(lists), inputs=(layout / IMAGES, layout / LISTS))
+                  checksum=checksum, index_files=tuple(lists), inputs=(layout / IMAGES, layout / LISTS))
 
 
 register(DatasetSpec(
