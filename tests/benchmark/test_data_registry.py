@@ -1,3 +1,9 @@
+import functools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import benchmark.data as data
@@ -54,3 +60,34 @@ def test_folder_prefix_resolves_to_a_user_spec(tmp_path, data_registry):
     assert spec.raw_dir(tmp_path / "root") == tmp_path / "scans"  # read in place
     assert data.get(f"folder:{tmp_path / 'scans'}") is spec
     assert paths.dataset_tag(spec.name).startswith("folder-scans-")
+
+
+TOY_MODULE = '''
+"""A dataset dropped into the package: one file, no other edit."""
+import numpy as np
+
+from .base import RawSplit, Source
+from .registry import DatasetSpec, register
+
+
+def load_toy(request):
+    images = np.zeros((12, 4, 4), np.uint8)
+    return Source({"all": RawSplit(images, np.arange(12) % 2)}, ("left", "right"), request.raw)
+
+
+register(DatasetSpec(name="toy-plugin", modality="toy", num_classes=2, class_names=("left", "right"),
+                     splits="seeded", source="generated in memory", status="synthetic", loader=load_toy))
+'''
+
+
+def test_a_dropped_in_dataset_module_is_listed(tmp_path):
+    """Adding a dataset = adding one module to benchmark/data/ (auto-discovered by pkgutil)."""
+    package = Path(data.__file__).parents[1]
+    copy = tmp_path / "repo" / "benchmark"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "data" / "zz_toy_plugin.py").write_text(TOY_MODULE)
+    run = functools.partial(subprocess.run, cwd=copy.parent, capture_output=True, text=True, timeout=300)
+    listed = run([sys.executable, "-m", "benchmark.data", "list"])
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert any(line.split()[:2] == ["toy-plugin", "synthetic"] for line in listed.stdout.splitlines())
+    assert "toy-plugin" not in data.names()  # this process's package has no such file
