@@ -40,7 +40,7 @@ def _prepare(args: argparse.Namespace) -> None:
     path = prepare(args.name, args.root, args.size, source=args.source, mirror=args.mirror,
                    accept_checksum_mismatch=args.accept_checksum_mismatch)
     info = meta(args.name, args.root, args.size)
-    print(f"{path}\nclasses: {', '.join(info['class_names'])}\nsplits: {info['splits']['policy']}\n"
+    print(f"{path}\nclasses: {json.dumps(info['class_names'])}\nsplits: {info['splits']['policy']}\n"
           f"checksum: {info['checksum']['status']}")
     for split, counts in info["counts"].items():
         print(f"  {split:<5} {counts['total']:>7} images, per class {counts['per_class']}")
@@ -98,8 +98,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", metavar="DIR_OR_URL",
                    help=f"look for downloads here, by their official file name (default: ${MIRROR_ENV})")
     p.add_argument(ACCEPT_FLAG, action="store_true",
-                   help="use a checksummed file (MedMNIST .npz) whose md5 is not the official one; "
-                        "meta.json records it as user-supplied with its md5")
+                   help="use files that fail the dataset's check (a MedMNIST .npz whose md5 is not the official "
+                        "one, image counts that differ from the published ones); meta.json records them as "
+                        "user-supplied, with their md5s")
     p.set_defaults(run=_prepare)
 
     w = sub.add_parser("show", parents=[common], help="classes and per-split, per-class counts of a prepared dataset")

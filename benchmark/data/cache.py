@@ -47,8 +47,9 @@ def prepare(name: str, root: str | Path, size: int = 224, *, source: str | Path 
 
     ``source``: the user's copy (official archive or extracted folder), read in place; without
     it, the source of the existing cache, else the raw folder (downloading what is missing,
-    through ``mirror`` or ``$SHPEFT_DATA_MIRROR`` if set). ``accept_checksum_mismatch`` lets a
-    checksummed file that is not the official one be used (recorded as ``user-supplied``).
+    through ``mirror`` or ``$SHPEFT_DATA_MIRROR`` if set). ``accept_checksum_mismatch`` lets
+    files that fail the dataset's check (an md5 that is not the official one, image counts
+    that differ from the published ones) be used, recorded as ``user-supplied``.
     Raises a :class:`DataError` saying what to do when the data cannot be had or used."""
     spec = registry.get(name)
     out = paths.cache_dir(root, spec.name, size)

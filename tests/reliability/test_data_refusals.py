@@ -12,7 +12,7 @@ import pytest
 
 import benchmark.data as data
 from benchmark import paths
-from benchmark.data import images
+from benchmark.data import cache, images
 from benchmark.data.__main__ import main
 
 from .helpers import SIZE, prepare_busi, temporaries, tree_state
@@ -116,6 +116,16 @@ def test_an_unprepared_read_only_root_is_a_named_error(tmp_path, write_images):
             data.prepare(f"folder:{root}", tmp_path / "data", SIZE)
     finally:
         (tmp_path / "data").chmod(stat.S_IRWXU)
+
+
+def test_a_lock_that_cannot_be_created_is_a_named_error(tmp_path, write_images, monkeypatch):
+    """What a read-only root does to `prepare` (simulated: root ignores permissions)."""
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(cache, "FileLock", read_only)
+    root = _folder(tmp_path, write_images, {"a": 5, "b": 5})
+    with pytest.raises(data.DataError, match="Permission denied.*writable data root"):
+        data.prepare(f"folder:{root}", tmp_path / "data", SIZE)
 
 
 def test_a_prepared_read_only_root_is_read_without_writing(busi_mirror, tmp_path):
