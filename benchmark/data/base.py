@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .errors import DatasetUnavailableError
+from .errors import DatasetUnavailableError, DegenerateDatasetError
 
 SPLITS = ("train", "val", "test")
 CHECKSUM_STATUSES = ("official", "user-supplied", "unpublished")
@@ -86,7 +86,8 @@ class Source:
         self.inputs = tuple(self.inputs) or (self.raw,)
         for name, split in self.splits.items():
             if len(split) and not 0 <= split.labels.min() <= split.labels.max() < len(self.class_names):
-                raise ValueError(f"split {name!r} has labels outside 0..{len(self.class_names) - 1}")
+                raise DegenerateDatasetError(f"split {name!r} has labels outside 0..{len(self.class_names) - 1} "
+                                             f"(classes {list(self.class_names)})")
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:

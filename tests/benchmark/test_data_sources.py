@@ -104,6 +104,28 @@ def test_covid_ct_from_a_checkout_with_zipped_images(mirror, tmp_path):
     assert (paths.raw_dir(tmp_path / "data", "covid_ct") / "Images-processed" / "CT_COVID").is_dir()
 
 
+@pytest.mark.parametrize("name", ["chaoyang", "brain_mri"])
+def test_manual_datasets_from_their_archives(mirror, tmp_path, name):
+    """Chaoyang's archive wraps chaoyang-data/; Kaggle's brain MRI zip holds Training/ and Testing/."""
+    _, sources = mirror
+    archive = tmp_path / f"{name}.zip"
+    base = sources[name].parent if name == "chaoyang" else sources[name]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(sources[name].rglob("*")):
+            zf.write(path, path.relative_to(base).as_posix())
+    before = _tree_md5(archive)
+    data.prepare(name, tmp_path / "data", SIZE, source=archive, accept_checksum_mismatch=True)
+    info = data.meta(name, tmp_path / "data", SIZE)
+    assert [info["counts"][s]["total"] for s in data.SPLITS] == [8, 4, 4] and info["from"] == str(archive)
+    assert _tree_md5(archive) == before
+
+
+def test_labels_outside_the_classes_are_a_named_error(tmp_path):
+    path = write_medmnist(tmp_path, SynthConfig(num_classes=4, size=28), flag="breastmnist")  # breastmnist: 2
+    with pytest.raises(data.DegenerateDatasetError, match="labels outside 0..1"):
+        data.prepare("breastmnist", tmp_path / "data", 28, source=path, accept_checksum_mismatch=True)
+
+
 def _npz(tmp_path, flag="breastmnist"):
     return write_medmnist(tmp_path / "user", SynthConfig(num_classes=2, size=28, channels=1), flag=flag)
 
