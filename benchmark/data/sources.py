@@ -55,7 +55,7 @@ class Request:
         elif zipfile.is_zipfile(self.source):
             searched = download.extract_zip(self.source, self.raw, folder, downloaded=False)
         else:
-            raise DatasetUnavailableError(f"{dataset}: {self.source} is neither a folder nor a zip archive")
+            raise DatasetUnavailableError(f"{dataset}: {self.source} is neither a folder nor a readable zip archive")
         found = find(searched)
         if found is None:
             raise DatasetUnavailableError(f"{dataset}: {self.source} is not in the authors' layout; expected {layout}")

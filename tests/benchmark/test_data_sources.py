@@ -215,5 +215,5 @@ def test_missing_source_is_a_named_error(tmp_path):
     with pytest.raises(data.DatasetUnavailableError, match="no such file"):
         data.prepare("busi", tmp_path, SIZE, source=tmp_path / "nowhere")
     np.save(tmp_path / "x.npy", np.zeros(2))
-    with pytest.raises(data.DatasetUnavailableError, match="neither a folder nor a zip"):
+    with pytest.raises(data.DatasetUnavailableError, match="neither a folder nor a readable zip"):
         data.prepare("busi", tmp_path, SIZE, source=tmp_path / "x.npy")
