@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -39,7 +40,7 @@ from benchmark.train import DeviceBatches, NonFiniteLossError, TrainConfig, eval
 
 SCHEMA = 1
 FINISHED = ("ok", "unreachable")
-USER_ERRORS = (ConfigError, data.DatasetUnavailableError, BackboneUnavailableError, CheckpointError)
+USER_ERRORS = (ConfigError, data.DataError, BackboneUnavailableError, CheckpointError)
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
@@ -90,6 +91,27 @@ def load_splits(cfg: RunConfig) -> tuple[dict[str, data.TensorSplit], dict]:
     if cfg.n_per_class:
         splits["train"] = data.subset(splits["train"], n_per_class=cfg.n_per_class, seed=cfg.seed)
     return splits, info
+
+
+MAX_LISTED_FILES = 8  # a result lists the md5 of each data file up to this many, else one digest of them all
+
+
+def data_provenance(info: dict) -> dict:
+    """What a result records of its dataset (from meta.json): where it came from, its checksum
+    status (official / user-supplied / unpublished) with the md5s of the files read (one digest of
+    them for many-file datasets), the fingerprint of the inputs, and the split policy."""
+    checksum = dict(info.get(data.CHECKSUM_KEY) or {})
+    files = checksum.pop("files", None) or {}
+    checksum["n_files"] = len(files)
+    if len(files) <= MAX_LISTED_FILES:
+        checksum["files"] = files
+    else:
+        checksum["files_md5"] = hashlib.md5(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {
+        "name": info.get("name"), "from": info.get("from"), "source": info.get("source"),
+        data.CHECKSUM_KEY: checksum, "fingerprint": (info.get("fingerprint") or {}).get("digest"),
+        "splits": info.get("splits"),
+    }
 
 
 def build_model(cfg: RunConfig, num_classes: int, device: torch.device) -> torch.nn.Module:
@@ -165,7 +187,7 @@ def run(cfg: RunConfig) -> dict:
     }
     splits, info = load_splits(cfg)
     num_classes = info["num_classes"]
-    result["provenance"]["data"] = {k: info.get(k) for k in ("name", "source", "checksum", "splits")}
+    result["provenance"]["data"] = data_provenance(info)
     model = build_model(cfg, num_classes, device)
     calib_index = calibration_sample(splits["train"].labels, cfg.calib_images, cfg.seed)
     calib_split = data.TensorSplit(splits["train"].images[calib_index], splits["train"].labels[calib_index])
