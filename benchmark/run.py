@@ -148,11 +148,11 @@ def effective_train_config(cfg: RunConfig, method: baselines.PeftMethod) -> Trai
     return dataclasses.replace(cfg.train, lr=lr)
 
 
-def save_trained_state(model: torch.nn.Module, path: Path) -> None:
+def save_trained_state(model: torch.nn.Module, path: Path, backbone_params: int) -> None:
     """The trained weights: an shpeft adapter for sparse methods, else every trainable tensor."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if shpeft.delta_sites(model):
-        shpeft.save_adapter(model, path)
+        shpeft.save_adapter(model, path, backbone_params=backbone_params)
     else:
         trained = {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(trained, str(path))
@@ -224,7 +224,7 @@ def run(cfg: RunConfig) -> dict:
         "train_img_per_s": fitted["train_img_per_s"], **peak_memory(device),
     }
     if cfg.save_state:
-        save_trained_state(prepared.model, Path(cfg.save_state))
+        save_trained_state(prepared.model, Path(cfg.save_state), prepared.backbone_params)
     result["status"] = "ok"
     write_json_atomic(result, path)
     return result
