@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from pathlib import Path
 
 NATIVE = "native"  # the ratio tag of a method's own size
@@ -43,13 +44,15 @@ def backbone_tag(backbone: str) -> str:
 
 def dataset_tag(name: str) -> str:
     """One path segment per dataset name: registered names as they are; a name with a path in it
-    (``folder:/data/scans``) becomes ``folder-scans-<8 hex of the absolute path>``."""
+    (``folder:/data/my scans``) becomes ``folder-my_scans-<8 hex of the absolute path>`` (letters, digits,
+    ``._-`` only, so that shells and Snakemake wildcards take it as it is)."""
     prefix, sep, argument = name.partition(":")
     if not sep:
         return name
     where = Path(argument).expanduser().resolve()
     digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
-    return f"{prefix}-{where.name or 'root'}-{digest}"
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", where.name) or "root"
+    return f"{prefix}-{readable}-{digest}"
 
 
 def raw_dir(root: str | Path, name: str) -> Path:

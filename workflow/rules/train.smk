@@ -31,7 +31,7 @@ rule cell:
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --seed {wildcards.seed} {params.lr}"
-        " {params.settings} --data-root {params.root} --out {output} --force --no-progress > {log} 2>&1"
+        " {params.settings} --data-root {params.root} --out {output:q} --force --no-progress > {log:q} 2>&1"
 
 
 use rule cell as sweep_cell with:
@@ -53,4 +53,4 @@ rule select_lr:
     conda:
         ENV
     shell:
-        "{params.python} -m benchmark.study {input} --out {output} > {log} 2>&1"
+        "{params.python} -m benchmark.study {input} --out {output:q} > {log:q} 2>&1"
