@@ -95,16 +95,17 @@ def image_sections(folder: Path, base: Path) -> list[str]:
 
 
 def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None, rebuild: bool = False,
-                 datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None) -> Path:
+                 datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None,
+                 order: Sequence[str] = ()) -> Path:
     """Write ``<results>/report.md`` (tables / figures are generated first if missing or ``rebuild``)."""
     results = Path(results_dir)
     runs = Path(runs_dir) if runs_dir else results / "runs"
     tables, figures, sparsity = results / "tables", results / "figures", results / "sparsity"
     df = load_runs(runs if runs.exists() else [])
     if rebuild or not tables.exists():
-        write_tables(df, tables, datasets=datasets, statuses=statuses)
+        write_tables(df, tables, datasets=datasets, statuses=statuses, order=order)
     if rebuild or not figures.exists():
-        write_figures(df, figures, datasets=datasets)
+        write_figures(df, figures, datasets=datasets, order=order)
     lines = [
         "# shpeft-bench report", "",
         f"Results from `{_link(runs, results)}/`. Metrics are test-set percentages; "
