@@ -1,11 +1,13 @@
 """One benchmark cell: (dataset, backbone, method, ratio, seed) -> one result JSON.
 
     python -m benchmark.run --dataset synthetic-medmnist --backbone tiny_vit --method shpeft --ratio 1e-2
+    python -m benchmark.run --rerun results/runs/.../s0.json --out /tmp/again.json   # same config, compare metrics
 
-The JSON (schema in docs/architecture.md) carries the metrics, the trainable budget that
-was met, throughput, peak memory and full provenance. It is written atomically; a finished
-run with the same config is skipped unless ``--force``. A NaN loss is recorded as a failed
-run (exit code 0, so a DAG goes on); missing data or weights raise with an actionable message.
+Every setting is checked before any data or model work (a bad one: ``error: ...``, exit 2). The JSON
+(schema in docs/architecture.md) carries the metrics, the trainable budget that was met, the effective
+hyper-parameters, the calibration sample, throughput, peak memory and provenance. It is written
+atomically; a finished run with the same config is skipped unless ``--force``. A NaN loss is recorded
+as a failed run (exit code 0, so a DAG goes on).
 """
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ import json
 import os
 import random
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,60 +31,15 @@ from safetensors.torch import save_file
 import baselines
 import shpeft
 from benchmark import data
-from benchmark.backbones import create_backbone, data_config
-from benchmark.paths import run_relpath
+from benchmark.backbones import BackboneUnavailableError, CheckpointError, create_backbone, data_config
+from benchmark.config import ConfigError, RunConfig, add_arguments, from_flat, given, result_path, validate
+from benchmark.data.splits import stratified_indices
 from benchmark.provenance import provenance
-from benchmark.train import (
-    DeviceBatches,
-    NonFiniteLossError,
-    TrainConfig,
-    evaluate,
-    fit,
-)
+from benchmark.train import DeviceBatches, NonFiniteLossError, TrainConfig, evaluate, fit
 
 SCHEMA = 1
 FINISHED = ("ok", "unreachable")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    dataset: str
-    method: str
-    backbone: str = "clip_vit_b16"
-    ratio: float | None = None  # trainable backbone weights / backbone weights; None = method's native size
-    seed: int = 0
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float | None = None  # None = the method's default (baselines registry) x lr_scale
-    lr_scale: float = 1.0
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    grad_clip: float = 1.0
-    image_size: int | None = None  # None = the backbone's input size
-    n_per_class: int | None = None  # data-scarce setting: this many training images per class
-    calib_images: int = 1000  # images for the importance pass of data-driven methods
-    augment: bool = True
-    compile: bool = False
-    pretrained: bool = True
-    checkpoint: str | None = None
-    data_root: str = "data"
-    device: str = "auto"
-    out: str | None = None
-    save_state: str | None = None  # write the trained weights here (safetensors)
-    results_root: str = "results/runs"
-    progress: bool = field(default=True, compare=False)
-    force: bool = field(default=False, compare=False)
-
-    def identity(self) -> dict:
-        """The fields that define the run (a rerun with equal identity is skipped)."""
-        skip = {"progress", "force", "out", "results_root", "device", "save_state"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-
-
-def result_path(cfg: RunConfig) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    return Path(cfg.results_root) / run_relpath(cfg.dataset, cfg.backbone, cfg.method, cfg.ratio, cfg.seed)
+USER_ERRORS = (ConfigError, data.DatasetUnavailableError, BackboneUnavailableError, CheckpointError)
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
@@ -117,6 +75,57 @@ def peak_memory(device: torch.device) -> dict:
     return {"peak_mem_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_mem_kind": "process_max_rss"}
 
 
+# --- builders shared by the runner and the sparsity measurement -----------------------------------------
+
+def data_size(cfg: RunConfig) -> int:
+    """The cache resolution a run reads (its image size, or 224 when the backbone decides)."""
+    return cfg.image_size or 224
+
+
+def load_splits(cfg: RunConfig) -> tuple[dict[str, data.TensorSplit], dict]:
+    """The dataset's train/val/test tensors (prepared on first use) and its meta.json; the
+    training split is reduced to ``n_per_class`` per class when asked."""
+    splits = data.load(cfg.dataset, root=cfg.data_root, size=data_size(cfg))
+    info = data.meta(cfg.dataset, cfg.data_root, data_size(cfg))
+    if cfg.n_per_class:
+        splits["train"] = data.subset(splits["train"], n_per_class=cfg.n_per_class, seed=cfg.seed)
+    return splits, info
+
+
+def build_model(cfg: RunConfig, num_classes: int, device: torch.device) -> torch.nn.Module:
+    """The backbone with a fresh ``num_classes`` head, as every run builds it."""
+    return create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
+                           image_size=cfg.image_size).to(device)
+
+
+def make_batches(cfg: RunConfig, split: data.TensorSplit, model: torch.nn.Module, device: torch.device, *,
+                 train: bool = False, seed: int = 0) -> DeviceBatches:
+    """Batches of ``split`` normalised for ``model`` (augmented and shuffled when ``train``)."""
+    dcfg = data_config(model)
+    return DeviceBatches(
+        split.images, split.labels, batch_size=cfg.train.batch_size, device=device, mean=dcfg["mean"],
+        std=dcfg["std"], image_size=cfg.image_size or dcfg["input_size"][-1], shuffle=train,
+        augment=train and cfg.train.augment, seed=seed,
+    )
+
+
+def calibration_sample(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
+    """A seeded, class-stratified sample of about ``n`` training indices (every class present), in
+    shuffled order: the importance pass must not see one class only on a split sorted by class."""
+    labels_np = labels.numpy()
+    if n >= len(labels_np):
+        chosen = np.arange(len(labels_np))
+    else:
+        chosen = stratified_indices(labels_np, {"calib": n, "rest": len(labels_np) - n}, seed)["calib"]
+    return chosen[np.random.default_rng(seed).permutation(len(chosen))]
+
+
+def effective_train_config(cfg: RunConfig, method: baselines.PeftMethod) -> TrainConfig:
+    """The training settings with the learning rate resolved (the method's default x lr_scale)."""
+    lr = method.lr * cfg.train.lr_scale if cfg.train.lr is None else cfg.train.lr
+    return dataclasses.replace(cfg.train, lr=lr)
+
+
 def save_trained_state(model: torch.nn.Module, path: Path) -> None:
     """The trained weights: an shpeft adapter for sparse methods, else every trainable tensor."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,66 +146,54 @@ def _finished(path: Path, cfg: RunConfig) -> dict | None:
 
 
 def run(cfg: RunConfig) -> dict:
-    """Run one cell and write its result JSON; return the result."""
+    """Validate, run one cell and write its result JSON; return the result."""
+    validate(cfg)
     path = result_path(cfg)
     if not cfg.force and (old := _finished(path, cfg)):
         print(f"skip: {path} is finished with the same config (use --force to rerun)")
         return old
-    method = baselines.get(cfg.method)  # unknown method: fail before loading anything
+    method = baselines.get(cfg.method)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    result = {
+    train_cfg = effective_train_config(cfg, method)
+    result: dict[str, Any] = {
         "schema": SCHEMA, "status": None, "error": None,
-        "config": {**dataclasses.asdict(cfg), "identity": cfg.identity()},
+        "config": {**cfg.flat(), "identity": cfg.identity()},
+        "hparams": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "progress"},
         "provenance": provenance(device),
     }
-    data_size = cfg.image_size or 224
-    splits = data.load(cfg.dataset, root=cfg.data_root, size=data_size)
-    num_classes = data.meta(cfg.dataset, cfg.data_root, data_size)["num_classes"]  # user folders: known once read
-    if cfg.n_per_class:
-        splits["train"] = data.subset(splits["train"], n_per_class=cfg.n_per_class, seed=cfg.seed)
-    model = create_backbone(
-        cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint, image_size=cfg.image_size
-    ).to(device)
-    dcfg = data_config(model)
-    image_size = cfg.image_size or dcfg["input_size"][-1]
-
-    def batches(split: str, train: bool = False, seed: int = 0) -> DeviceBatches:
-        s = splits[split]
-        return DeviceBatches(
-            s.images, s.labels, batch_size=cfg.batch_size, device=device, mean=dcfg["mean"], std=dcfg["std"],
-            image_size=image_size, shuffle=train, augment=train and cfg.augment, seed=seed,
-        )
-
-    calib = batches("train")
-    n_calib = max(1, -(-cfg.calib_images // cfg.batch_size))
-    calib_batches = [b for _, b in zip(range(n_calib), calib)]
-    train_cfg = TrainConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=method.lr * cfg.lr_scale if cfg.lr is None else cfg.lr,
-        weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip,
-        augment=cfg.augment, compile=cfg.compile, progress=cfg.progress,
-    )
+    splits, info = load_splits(cfg)
+    num_classes = info["num_classes"]
+    result["provenance"]["data"] = {k: info.get(k) for k in ("name", "source", "checksum", "splits")}
+    model = build_model(cfg, num_classes, device)
+    calib_index = calibration_sample(splits["train"].labels, cfg.calib_images, cfg.seed)
+    calib_split = data.TensorSplit(splits["train"].images[calib_index], splits["train"].labels[calib_index])
+    result["calibration"] = {
+        "images": len(calib_index), "seed": cfg.seed,
+        "class_counts": np.bincount(calib_split.labels.numpy(), minlength=num_classes).tolist(),
+    }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
         prepare_start = time.perf_counter()
-        prepared = baselines.prepare(cfg.method, model, cfg.ratio, calib_batches)
+        prepared = baselines.prepare(cfg.method, model, cfg.ratio, list(make_batches(cfg, calib_split, model, device)))
         prepare_s = time.perf_counter() - prepare_start
         result["budget"] = prepared.budget()
         if not prepared.reachable:
             result.update(status="unreachable", error=prepared.note)
             write_json_atomic(result, path)
             return result
-        fitted = fit(prepared.model, batches("train", train=True, seed=cfg.seed), batches("val"), train_cfg, num_classes)
+        train = make_batches(cfg, splits["train"], model, device, train=True, seed=cfg.seed)
+        fitted = fit(prepared.model, train, make_batches(cfg, splits["val"], model, device), train_cfg, num_classes)
     except (NonFiniteLossError, shpeft.NonFiniteError) as err:  # recorded, so a DAG goes on
         result.update(status="failed", error=f"{type(err).__name__}: {err}",
                       perf={"wall_s": time.perf_counter() - started, **peak_memory(device)})
         write_json_atomic(result, path)
         return result
     result["metrics"] = {
-        "test": evaluate(prepared.model, batches("test"), num_classes),
-        "val": evaluate(prepared.model, batches("val"), num_classes),
+        "test": evaluate(prepared.model, make_batches(cfg, splits["test"], model, device), num_classes),
+        "val": evaluate(prepared.model, make_batches(cfg, splits["val"], model, device), num_classes),
         "best_epoch": fitted["best_epoch"],
         "history": fitted["history"],
     }
@@ -211,52 +208,65 @@ def run(cfg: RunConfig) -> dict:
     return result
 
 
-def _parse_ratio(text: str) -> float | None:
-    return None if text == "native" else float(text)
+# --- re-running a recorded cell ---------------------------------------------------------------------------
+
+def recorded_config(result_file: str | Path, overrides: dict[str, Any]) -> RunConfig:
+    """The config recorded in a result JSON, with ``overrides`` (data root, checkpoint, out, ...)."""
+    try:
+        recorded = json.loads(Path(result_file).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"--rerun: {result_file} is not a readable result JSON ({err})") from None
+    settings = {k: v for k, v in recorded.items() if k != "identity"}
+    return from_flat({**settings, "out": None, **overrides, "force": True})
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-        raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-    return text.lower() in {"true", "1", "yes"}
+def metric_differences(old: dict, new: dict) -> list[tuple[str, float, float, float]]:
+    """(metric, recorded, rerun, rerun - recorded) for every scalar test/val metric of both results."""
+    rows = []
+    for split in ("test", "val"):
+        a, b = old.get("metrics", {}).get(split, {}), new.get("metrics", {}).get(split, {})
+        for name in sorted(set(a) & set(b)):
+            if isinstance(a[name], (int, float)) and isinstance(b[name], (int, float)):
+                rows.append((f"{split}.{name}", a[name], b[name], b[name] - a[name]))
+    return rows
 
 
-_PARSERS = {"int": int, "float": float, "str": str, "bool": _parse_bool,
-            "int | None": int, "float | None": float, "str | None": str}
+# --- command line -------------------------------------------------------------------------------------------
 
-HELP = {
-    "dataset": "dataset name from the registry (python -m benchmark.data list)",
-    "method": "PEFT method from the baselines registry",
-    "backbone": "backbone name (clip_vit_b16, tiny_vit, timm:<name>, ...)",
-    "ratio": "target trainable ratio of backbone weights in (0, 1], or 'native' for the method's own size",
-    "lr": "learning rate (default: the method's default x --lr-scale)",
-    "lr_scale": "multiply every method's default learning rate (e.g. for a small random-init model)",
-    "image_size": "input size (default: the backbone's)",
-    "n_per_class": "use only this many training images per class (data-scarce setting)",
-    "checkpoint": "local weights file for the backbone (offline use)",
-    "save_state": "also write the trained weights (safetensors) to this path",
-    "out": "result JSON path (default: results/runs/<dataset>/<backbone>/<method>/r<ratio>/s<seed>.json)",
-    "device": "auto, cpu, cuda, cuda:N",
-}
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmark.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rerun", metavar="RESULT.json", help="run the config recorded in RESULT.json again "
+                   "(other options override it: --out, --data-root, --checkpoint, --device) and print the metric differences")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    add_arguments(p, required=False)
+    return p
 
 
-def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(RunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = _parse_ratio if f.name == "ratio" else _PARSERS[str(f.type)]
-        if f.name in ("force", "progress"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help="rerun even if finished" if f.name == "force" else "show progress bars")
-        elif f.default is dataclasses.MISSING:
-            parser.add_argument(flag, required=True, type=kind, help=HELP.get(f.name))
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=f"{HELP.get(f.name, '')} (default: {f.default})".strip())
-    return RunConfig(**vars(parser.parse_args(argv)))
+def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
+    args = parser().parse_args(argv)
+    settings = given(args)
+    if args.rerun:
+        return recorded_config(args.rerun, settings), args
+    missing = [f"--{k}" for k in ("dataset", "method") if k not in settings]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} required (or --rerun RESULT.json)")
+    return from_flat(settings), args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    result = run(parse_args(argv))
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        cfg, args = parse_args(argv)
+        result = run(cfg)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        sys.exit(print(f"error: {err}", file=sys.stderr) or 2)
+    if args.rerun:
+        old = json.loads(Path(args.rerun).read_text())
+        for name, a, b, diff in metric_differences(old, result):
+            print(f"{name:<28} recorded {a:.4f}  rerun {b:.4f}  difference {diff:+.4f}")
     summary = result.get("metrics", {}).get("test", {})
     print(json.dumps({"status": result["status"], "error": result["error"], "test_macro_f1": summary.get("macro_f1"),
                       "achieved_ratio": result.get("budget", {}).get("achieved_ratio")}))

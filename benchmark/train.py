@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,15 +27,19 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How to train: the single home of every training default (the runner, its command line and
+    the DAG configs read them from here)."""
+
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None = the method's default learning rate x lr_scale
+    lr_scale: float = 1.0
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
     augment: bool = True
     compile: bool = False
-    progress: bool = True
+    progress: bool = field(default=True, compare=False)
 
 
 class DeviceBatches:

@@ -22,7 +22,8 @@ from analysis.sparsity import (
 )
 from benchmark import data
 from benchmark.backbones import create_backbone
-from benchmark.run import RunConfig, run
+from benchmark.config import from_flat
+from benchmark.run import run
 from benchmark.train import evaluate
 
 DATASET = "synthetic-medmnist"
@@ -32,9 +33,9 @@ OVERLAP_RATIO = 1e-2
 
 def _full_run(root: Path, name: str, *, lr: float, epochs: int, pretrained: bool = True) -> tuple[Path, Path]:
     result, state = root / f"{name}.json", root / f"{name}.safetensors"
-    out = run(RunConfig(dataset=DATASET, method="full", backbone="tiny_vit", pretrained=pretrained, image_size=32,
-                        epochs=epochs, lr=lr, batch_size=32, data_root=str(root / "data"), out=str(result),
-                        save_state=str(state), progress=False, force=True))
+    out = run(from_flat(dict(dataset=DATASET, method="full", backbone="tiny_vit", pretrained=pretrained, image_size=32,
+                             epochs=epochs, lr=lr, batch_size=32, data_root=str(root / "data"), out=str(result),
+                             save_state=str(state), progress=False, force=True)))
     assert out["status"] == "ok"
     return result, state
 
