@@ -1,4 +1,4 @@
-"""Command line: ``python -m analysis {tables,figures,report} ...`` (see --help)."""
+"""Command line: ``python -m analysis {tables,figures,sparsity,report} ...`` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ import yaml
 from analysis.figures import write_figures
 from analysis.report import write_report
 from analysis.results import load_runs
+from analysis.sparsity import write_sparsity_figures
 from analysis.tables import write_tables
 
 STATUSES_HELP = "YAML/JSON file mapping dataset -> status (confirmed / likely / stand-in), e.g. the registry's"
@@ -54,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
                                 "ablation variants ran at, else the paper method's native size)")
         else:
             s.add_argument("--metric", default="macro_f1", help="test metric on the y axis (default: %(default)s)")
+    text = "sparsity / hybridity figures (PNG + PDF) from the CSVs of python -m benchmark.sparsity"
+    s = sub.add_parser("sparsity", help=text, description=text)
+    s.add_argument("--in", dest="indir", default="results/sparsity", help="folder of the CSVs (default: %(default)s)")
+    s.add_argument("--out", help="output directory (default: the --in folder)")
     r = sub.add_parser("report", parents=[common], help="assemble <results>/report.md",
                        description="Assemble <results>/report.md from <results>/{runs,tables,figures,sparsity}.")
     r.add_argument("--results", default="results", help="results directory (default: %(default)s)")
@@ -67,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "tables":
         paths = write_tables(_runs(args), args.out, datasets=args.datasets, ratio=args.ratio,
                              statuses=_statuses(args.statuses), paper_ratio=args.paper_ratio, order=args.order)
+    elif args.command == "sparsity":
+        paths = write_sparsity_figures(args.indir, args.out)
     elif args.command == "figures":
         paths = write_figures(_runs(args), args.out, metric=args.metric, datasets=args.datasets, order=args.order)
     else:
