@@ -16,7 +16,7 @@ import pandas as pd
 from analysis.reference import dataset_statuses, load_reference, paper_method
 from analysis.render import Cell, Table, fmt_percent, fmt_ratio, to_latex, to_markdown
 from analysis.results import one_ratio_per_method
-from analysis.stats import ci_half_width, paired_vs_reference
+from analysis.stats import ALL_DATASETS, ci_half_width, paired_vs_reference
 from analysis.tuning import select_lr
 from benchmark.paths import NATIVE, parse_ratio_tag
 
@@ -260,6 +260,28 @@ def paper_comparison(df: pd.DataFrame, reference: pd.DataFrame | None = None,
     return comp, Table(header, rows, caption, [CELL_NOTES[0], CELL_NOTES[1]], n_index=3)
 
 
+def _difference_text(rec: dict) -> str:
+    """'+1.2 [-0.3, +2.7]' (no interval with one pair)."""
+    text = f"{rec['mean_diff']:+.1f}"
+    return text if np.isnan(rec["ci_low"]) else f"{text} [{rec['ci_low']:+.1f}, {rec['ci_high']:+.1f}]"
+
+
+def paired_table(paired: pd.DataFrame, order: Sequence[str] = ()) -> Table:
+    """The pooled (``All`` datasets) rows of ``paired_vs_reference`` as a table; the CSV has every dataset."""
+    pooled = paired[paired["dataset"] == ALL_DATASETS].to_dict("records")
+    tags = paired.groupby("method")["ratio_tag"].agg(set).to_dict()
+    reference = paired["reference"].iloc[0] if len(paired) else "the reference"
+    rows = [[Cell(_label(r, tags[r["method"]])),
+             Cell(", ".join(fmt_ratio(t) for t in r["reference_ratio_tag"].split("; "))),
+             Cell(str(r["n_pairs"])), Cell(_difference_text(r))]
+            for r in sorted(pooled, key=lambda r: _sort_key(r, order))]
+    caption = (f"Paired difference of test macro-F1 to {reference} (method − {reference}, percentage points) "
+               "over every (dataset, seed) both finished: mean [95% confidence interval, Student t].")
+    notes = [f"{reference} ratio: the same ratio, else its closest in log space (per dataset; the CSV has "
+             "each dataset's row)"]
+    return Table(["Method", f"{reference} ratio", "Pairs", "Difference"], rows, caption, notes, n_index=2)
+
+
 def _write(stem: Path, table: Table, csvs: dict[str, pd.DataFrame]) -> list[Path]:
     paths = [stem.with_name(stem.name + suffix) for suffix in (*csvs, ".md", ".tex")]
     for path, frame in zip(paths, csvs.values()):
@@ -273,8 +295,8 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
                  ratio: float | None = None, metrics: Sequence[str] = tuple(METRICS),
                  reference: pd.DataFrame | None = None, statuses: dict[str, str] | None = None,
                  paper_ratio: float | None = None, order: Sequence[str] = ()) -> list[Path]:
-    """Write every table as CSV (wide + long), Markdown and LaTeX, plus selected_hparams.csv,
-    paired_vs_<paper method>.csv and runs.csv (every run, ``lr_selected`` marking the reported ones);
+    """Write every table (main, ablation, paper comparison, paired_vs_<paper method>) as CSV (wide + long),
+    Markdown and LaTeX, plus selected_hparams.csv and runs.csv (every run, ``lr_selected`` marking the reported ones);
     return the paths. ``ratio``: keep one ratio per method in the main table (see one_ratio_per_method);
     ``paper_ratio``: the ratio of the comparison and ablation tables (default: ``ablation_ratio``)."""
     outdir = Path(outdir)
@@ -293,8 +315,9 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
             written += _write(outdir / f"ablation_{metric}", table, {".csv": wide(long), "_long.csv": long})
     comp, table = paper_comparison(selected, reference, statuses, ratio=paper_ratio)
     written += _write(outdir / "paper_comparison", table, {".csv": comp})
-    frames = {"selected_hparams.csv": choices, f"paired_vs_{method}.csv": paired_vs_reference(selected, method),
-              "runs.csv": df.assign(lr_selected=df.index.isin(selected.index))}
+    paired = paired_vs_reference(selected, method)
+    written += _write(outdir / f"paired_vs_{method}", paired_table(paired, order), {".csv": paired})
+    frames = {"selected_hparams.csv": choices, "runs.csv": df.assign(lr_selected=df.index.isin(selected.index))}
     for name, frame in frames.items():
         frame.to_csv(outdir / name, index=False)
         written.append(outdir / name)

@@ -19,7 +19,8 @@ def csvs(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "concentration.csv", index=False)
     rows = [{"dataset": d, "setting": setting, "keep_fraction": p, "k": round(p * 1000), "n_eligible": 1000,
              "delta_share": p, "macro_f1": 0.5 + p / 4, "accuracy": 0.6 + p / 4, "non_eligible": "fine-tuned (x)"}
-            for d in DATASETS for setting, p in (("reverted", 0.0), ("top-p", 1e-2), ("top-p", 1e-1), ("fine-tuned", 1.0))]
+            for d in DATASETS
+            for setting, p in (("reverted", 0.0), ("top-p", 1e-2), ("top-p", 1e-1), ("fine-tuned", 1.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "keep_top.csv", index=False)
     sets = [*DATASETS, "task-agnostic |w|"]
     rows = [{"set_a": x, "set_b": y, "overlap": 1.0 if x == y else 0.2, "k": 10, "n_eligible": 1000, "ratio": 0.01,

@@ -167,7 +167,11 @@ def test_write_tables_files_parse(df, tmp_path):
     for stem in ("main_macro_f1", "main_accuracy", "ablation_macro_f1", "ablation_accuracy"):
         assert {f"{stem}.csv", f"{stem}_long.csv", f"{stem}.md", f"{stem}.tex"} <= names
     assert {"paper_comparison.csv", "paper_comparison.md", "paper_comparison.tex", "runs.csv",
-            "selected_hparams.csv", "paired_vs_shpeft.csv"} <= names
+            "selected_hparams.csv", "paired_vs_shpeft.csv", "paired_vs_shpeft.md", "paired_vs_shpeft.tex"} <= names
+    paired = {line.split(" | ")[0]: line for line in (tmp_path / "paired_vs_shpeft.md").read_text().splitlines()}
+    diffs = [-2, -1, 0, -8, -7]  # lora − shpeft at 1e-4: covid_ct seeds 0-2, chaoyang seeds 0-1 (seed 2 failed)
+    low, high = stats.t.interval(0.95, 4, loc=statistics.mean(diffs), scale=statistics.stdev(diffs) / 5 ** 0.5)
+    assert paired["| lora (r=1e-4)"].endswith(f"| 1e-4 | 5 | {statistics.mean(diffs):+.1f} [{low:+.1f}, {high:+.1f}] |")
     assert all(p.exists() and p.stat().st_size for p in paths)
 
     wide = pd.read_csv(tmp_path / "main_macro_f1.csv").set_index("label")
