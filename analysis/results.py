@@ -64,6 +64,18 @@ def effective_lr(data: dict) -> float | None:
     return None if lr is None else float(lr)
 
 
+def run_key(data: dict) -> str | None:
+    """What makes two result files one run: equal ``config.identity``, with the training settings taken
+    as the run used them (``hparams``) when recorded, so that an explicit lr equal to the default is the
+    same run as the default. None when the file has no identity."""
+    identity = data["config"].get("identity")
+    if identity is None:
+        return None
+    if "hparams" in data:
+        identity = {k: v for k, v in identity.items() if k not in ("train", "lr")} | {"hparams": data["hparams"]}
+    return json.dumps(identity, sort_keys=True)
+
+
 def load_run(path: str | Path) -> dict:
     """One result file -> one flat record; unreadable files get status ``corrupt``."""
     path = Path(path)
@@ -78,13 +90,11 @@ def load_run(path: str | Path) -> dict:
                 **identity_from_path(path)}
     config = data["config"]
     metrics = data.get("metrics") or {}
-    identity = config.get("identity")
     record = {
         "path": str(path), "status": data.get("status"), "error": data.get("error"),
         **{k: config.get(k) for k in IDENTITY},
         "lr": effective_lr(data),
-        # runs with equal config.identity are one run (a tuning cell and a final cell at the same lr)
-        "run_id": json.dumps(identity, sort_keys=True) if identity is not None else str(path),
+        "run_id": run_key(data) or str(path),  # a tuning cell and a final cell at the same lr: one run
         **flatten({k: v for k, v in config.items() if k not in IDENTITY}, "config."),
         **flatten(data.get("hparams") or {}, "hparams."),
         **flatten(data.get("budget") or {}, "budget."),
@@ -107,7 +117,8 @@ def _lr_tag(lr: float) -> str:
 
 
 def deduplicate(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: of the files with the same ``run_id``, the first finished ('ok') one, else the first."""
+    """One row per run: of the files with the same ``run_id`` (``run_key``), the first finished ('ok') one,
+    else the first."""
     ranked = df.assign(_unfinished=df["status"].ne("ok")).sort_values("_unfinished", kind="stable")
     return ranked.drop_duplicates("run_id").drop(columns="_unfinished").sort_index()
 

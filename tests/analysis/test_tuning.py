@@ -15,12 +15,11 @@ from .conftest import BACKBONE, run_json
 def write_lr(root, dataset, method, ratio, seed, lr, val, test, *, swept=True, hparams=True):
     """A run at learning rate ``lr``: under ``lr<lr>/`` when swept, else the plain cell path."""
     result = run_json(dataset, method, ratio, seed, ratio or 1.0, test)
-    result["config"]["lr"] = lr
+    result["config"]["lr"] = lr if swept or not hparams else None  # a final cell may run at the default lr ...
     result["config"]["identity"] = {k: v for k, v in result["config"].items() if k != "identity"}
     result["metrics"]["val"] = {**result["metrics"]["val"], "macro_f1": val}
     if hparams:
-        result["config"]["lr"] = None if not swept else lr  # the final cell may run at the default lr ...
-        result["hparams"] = {"lr": lr}  # ... but hparams.lr is always the effective one
+        result["hparams"] = {"lr": lr, "epochs": 2}  # ... but hparams.lr is always the effective one
     path = root / run_relpath(dataset, BACKBONE, method, ratio, seed, lr=lr if swept else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
@@ -42,7 +41,8 @@ def swept(tmp_path):
 def test_the_lr_with_the_best_validation_is_reported_never_the_best_test(swept):
     df = load_runs(swept)
     lora = df[df["method"] == "lora"]
-    assert len(lora) == 5  # the swept seed-0 run at 1e-3 and the final seed-0 cell are one run
+    # the swept seed-0 run at 1e-3 and the final seed-0 cell (default lr = 1e-3) are one run
+    assert len(lora) == 5
     selected, choices = select_lr(df)
     chosen = selected[selected["method"] == "lora"]
     assert set(chosen["lr_tag"]) == {"0.001"} and sorted(chosen["seed"]) == [0, 1, 2]
