@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import numbers
 import os
 import tempfile
 import types
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from benchmark.paths import NATIVE, run_relpath
+from shpeft.select import is_integer, is_real
 from benchmark.train import TrainConfig
 
 
@@ -86,30 +86,26 @@ def result_path(cfg: RunConfig) -> Path:
 
 # --- validation: every check is cheap and runs before any data or model work -----------------------------
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+def _is_finite(v: object) -> bool:
+    return is_real(v) and math.isfinite(float(v))
 
 
 # name -> (predicate, what is allowed); None is allowed wherever the dataclass default is None.
 RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    "ratio": (lambda v: _is_real(v) and 0 < v <= 1, f"a number in (0, 1] or '{NATIVE}'"),
-    "image_size": (lambda v: _is_int(v) and v >= 1, "a positive integer (pixels)"),
-    "n_per_class": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "calib_images": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "lr": (lambda v: _is_real(v) and v > 0, "a positive number"),
-    "lr_scale": (lambda v: _is_real(v) and v > 0, "a positive number"),
-    "head_lr": (lambda v: _is_real(v) and v > 0, "a positive number"),
-    "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "warmup_epochs": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "grad_clip": (lambda v: _is_real(v) and v > 0, "a positive number"),
-    "drop_path": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "seed": (lambda v: is_integer(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "ratio": (lambda v: _is_finite(v) and 0 < v <= 1, f"a number in (0, 1] or '{NATIVE}'"),
+    "image_size": (lambda v: is_integer(v) and v >= 1, "a positive integer (pixels)"),
+    "n_per_class": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
+    "calib_images": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
+    "epochs": (lambda v: is_integer(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: is_integer(v) and v >= 1, "an integer >= 1"),
+    "lr": (lambda v: _is_finite(v) and v > 0, "a positive number"),
+    "lr_scale": (lambda v: _is_finite(v) and v > 0, "a positive number"),
+    "head_lr": (lambda v: _is_finite(v) and v > 0, "a positive number"),
+    "weight_decay": (lambda v: _is_finite(v) and v >= 0, "a number >= 0"),
+    "warmup_epochs": (lambda v: _is_finite(v) and v >= 0, "a number >= 0"),
+    "grad_clip": (lambda v: _is_finite(v) and v > 0, "a positive number"),
+    "drop_path": (lambda v: _is_finite(v) and 0 <= v < 1, "a number in [0, 1)"),
 }
 
 
@@ -174,12 +170,17 @@ def check_writable(folder: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot write to {folder} ({err.strerror})") from None
 
 
+def validate_values(cfg: RunConfig) -> None:
+    """The settings' values and the backbone/image-size pair (what a study config shares by all its cells)."""
+    _check_values(cfg)
+    _check_backbone(cfg)
+
+
 def validate(cfg: RunConfig) -> None:
     """Every check that needs no data and no weights: values, names, backbone/image size, device,
     writable destinations. Raises :class:`ConfigError`."""
-    _check_values(cfg)
+    validate_values(cfg)
     _check_names(cfg)
-    _check_backbone(cfg)
     _check_device(cfg)
     check_writable(result_path(cfg).parent, "--out" if cfg.out else "--results-root")
     if cfg.save_state:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -39,7 +40,7 @@ from benchmark.train import DeviceBatches, NonFiniteLossError, TrainConfig, eval
 
 SCHEMA = 1
 FINISHED = ("ok", "unreachable")
-USER_ERRORS = (ConfigError, data.DatasetUnavailableError, BackboneUnavailableError, CheckpointError)
+USER_ERRORS = (ConfigError, data.DataError, BackboneUnavailableError, CheckpointError)
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
@@ -92,6 +93,27 @@ def load_splits(cfg: RunConfig) -> tuple[dict[str, data.TensorSplit], dict]:
     return splits, info
 
 
+MAX_LISTED_FILES = 8  # a result lists the md5 of each data file up to this many, else one digest of them all
+
+
+def data_provenance(info: dict) -> dict:
+    """What a result records of its dataset (from meta.json): where it came from, its checksum
+    status (official / user-supplied / unpublished) with the md5s of the files read (one digest of
+    them for many-file datasets), the fingerprint of the inputs, and the split policy."""
+    checksum = dict(info.get(data.CHECKSUM_KEY) or {})
+    files = checksum.pop("files", None) or {}
+    checksum["n_files"] = len(files)
+    if len(files) <= MAX_LISTED_FILES:
+        checksum["files"] = files
+    else:
+        checksum["files_md5"] = hashlib.md5(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {
+        "name": info.get("name"), "from": info.get("from"), "source": info.get("source"),
+        data.CHECKSUM_KEY: checksum, "fingerprint": (info.get("fingerprint") or {}).get("digest"),
+        "splits": info.get("splits"),
+    }
+
+
 def build_model(cfg: RunConfig, num_classes: int, device: torch.device) -> torch.nn.Module:
     """The backbone with a fresh ``num_classes`` head, as every run builds it."""
     return create_backbone(cfg.backbone, num_classes, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
@@ -126,11 +148,11 @@ def effective_train_config(cfg: RunConfig, method: baselines.PeftMethod) -> Trai
     return dataclasses.replace(cfg.train, lr=lr)
 
 
-def save_trained_state(model: torch.nn.Module, path: Path) -> None:
+def save_trained_state(model: torch.nn.Module, path: Path, backbone_params: int) -> None:
     """The trained weights: an shpeft adapter for sparse methods, else every trainable tensor."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if shpeft.delta_sites(model):
-        shpeft.save_adapter(model, path)
+        shpeft.save_adapter(model, path, backbone_params=backbone_params)
     else:
         trained = {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(trained, str(path))
@@ -165,7 +187,7 @@ def run(cfg: RunConfig) -> dict:
     }
     splits, info = load_splits(cfg)
     num_classes = info["num_classes"]
-    result["provenance"]["data"] = {k: info.get(k) for k in ("name", "source", "checksum", "splits")}
+    result["provenance"]["data"] = data_provenance(info)
     model = build_model(cfg, num_classes, device)
     calib_index = calibration_sample(splits["train"].labels, cfg.calib_images, cfg.seed)
     calib_split = data.TensorSplit(splits["train"].images[calib_index], splits["train"].labels[calib_index])
@@ -202,7 +224,7 @@ def run(cfg: RunConfig) -> dict:
         "train_img_per_s": fitted["train_img_per_s"], **peak_memory(device),
     }
     if cfg.save_state:
-        save_trained_state(prepared.model, Path(cfg.save_state))
+        save_trained_state(prepared.model, Path(cfg.save_state), prepared.backbone_params)
     result["status"] = "ok"
     write_json_atomic(result, path)
     return result

@@ -10,7 +10,7 @@
 from .api import SCORE_KINDS, importance, num_backbone_parameters, trainable_report
 from .eligible import DEFAULT_PATTERNS, eligible_parameters, in_modules
 from .importance import NonFiniteError
-from .io import AdapterMismatchError, load_adapter, read_adapter, save_adapter
+from .io import Adapter, AdapterMismatchError, InvalidAdapterError, load_adapter, read_adapter, save_adapter
 from .select import Mask, select
 from .sparse import SparseDelta, SparseDeltaLinear, apply, delta_sites, merge
 
@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_PATTERNS",
     "SCORE_KINDS",
+    "Adapter",
     "AdapterMismatchError",
+    "InvalidAdapterError",
     "Mask",
     "NonFiniteError",
     "SparseDelta",

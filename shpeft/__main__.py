@@ -5,23 +5,22 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from .io import read_adapter
+from .io import AdapterMismatchError, read_adapter
+
+EXIT_BAD_INPUT = 2  # argparse's code for a usage error; a bad adapter file is one too
 
 
 def inspect_adapter(path: str) -> dict:
-    """Per-weight k, totals and (when recorded) the achieved ratio of a saved adapter."""
-    tensors, metadata = read_adapter(path)
-    shapes = json.loads(metadata["shapes"])
-    per_weight = {n: int(tensors[f"indices::{n}"].numel()) for n in shapes}
-    extra = sum(v.numel() for k, v in tensors.items() if k.startswith("extra::"))
-    k = sum(per_weight.values())
-    backbone = int(metadata["backbone_params"]) if metadata.get("backbone_params") else None
+    """Per-weight k, totals and the achieved ratio (None for files that did not record the backbone)."""
+    adapter = read_adapter(path)
+    per_weight = {n: int(i.numel()) for n, i in adapter.indices.items()}
+    backbone = adapter.backbone_params
     return {
-        "k": k,
+        "k": adapter.k,
         "per_weight": per_weight,
-        "extra_params": extra,
+        "extra_params": sum(v.numel() for v in adapter.extras.values()),
         "backbone_params": backbone,
-        "ratio": k / backbone if backbone else None,
+        "ratio": adapter.k / backbone if backbone else None,
     }
 
 
@@ -31,8 +30,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     inspect = sub.add_parser("inspect", help="report k per weight and the achieved trainable ratio")
     inspect.add_argument("adapter", help="an adapter file written by shpeft.save_adapter")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    info = inspect_adapter(args.adapter)
+    try:
+        info = inspect_adapter(args.adapter)
+    except (AdapterMismatchError, OSError) as err:
+        if args.debug:
+            raise
+        parser.exit(EXIT_BAD_INPUT, f"error: {' '.join(str(err).split())}\n")  # one line
     if args.json:
         print(json.dumps(info, indent=2))
         return

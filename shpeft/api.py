@@ -111,8 +111,12 @@ def trainable_report(
 
 
 def num_backbone_parameters(model: nn.Module, head: Sequence[str] = ("head",)) -> int:
-    """Parameters of ``model`` outside the classification head."""
-    return sum(p.numel() for n, p in model.named_parameters() if not in_modules(n, head))
+    """Parameters of ``model`` outside the classification head; sparse deltas are not counted,
+    so the number is the same before and after :func:`shpeft.apply`."""
+    delta_ids = {id(site.delta) for site in delta_sites(model).values()}
+    return sum(
+        p.numel() for n, p in model.named_parameters() if not in_modules(n, head) and id(p) not in delta_ids
+    )
 
 
 __all__ = ["SCORE_KINDS", "importance", "num_backbone_parameters", "trainable_report"]

@@ -1,9 +1,10 @@
 """Masks: exactly k weights with the highest scores, with deterministic tie-breaking."""
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -44,11 +45,32 @@ class Mask:
         return out.view(self.shapes[name])
 
 
+def is_real(x: object) -> bool:
+    """A real number (Python or numpy scalar), but not a bool: ``ratio=True`` is a mistake, not 1.0."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def is_integer(x: object) -> bool:
+    """An integer (Python or numpy scalar), but not a bool."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_total(total: int) -> int:
+    """``total`` (the ratio's denominator) as an int, validated: a positive number of weights."""
+    if not (is_integer(total) and total > 0):
+        raise ValueError(f"total must be a positive number of weights, got {total!r}")
+    return int(total)
+
+
 def num_selected(ratio: float, total: int) -> int:
-    """k = round(ratio * total), validated: ratio in (0, 1] and k >= 1."""
-    if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+    """k = round(ratio * total), validated: ratio in (0, 1], total >= 1 and k >= 1.
+
+    The one place the ratio -> k rule lives; callers that know k pass ``select(k=...)``.
+    """
+    total = _check_total(total)
+    if not (is_real(ratio) and 0 < ratio <= 1):
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
-    k = round(ratio * total)
+    k = round(float(ratio) * total)
     if k < 1:
         raise ValueError(
             f"ratio {ratio:g} of {total} weights selects k = 0 weights; use a ratio >= {0.5 / total:.3g}"
@@ -68,6 +90,17 @@ def top_k_flat(scores: Tensor, k: int) -> tuple[Tensor, float]:
     return torch.sort(torch.cat([above, at])).values, float(threshold)
 
 
+def _resolve_k(ratio: float | None, k: int | None, total: int) -> tuple[int, float]:
+    """(k, ratio) from exactly one of them: k via :func:`num_selected`, or k as given (1 <= k <= total)."""
+    if (ratio is None) == (k is None):
+        raise ValueError("pass exactly one of ratio= and k=")
+    if k is None:
+        return num_selected(ratio, total), float(ratio)
+    if not (is_integer(k) and 1 <= k <= total):
+        raise ValueError(f"k must be an integer in [1, total = {total}], got {k!r}")
+    return int(k), int(k) / total
+
+
 def _split_quota(k: int, sizes: list[int]) -> list[int]:
     """Largest-remainder split of k proportional to ``sizes`` (sums to exactly k)."""
     n = sum(sizes)
@@ -81,27 +114,32 @@ def _split_quota(k: int, sizes: list[int]) -> list[int]:
 
 def select(
     scores: Mapping[str, Tensor],
-    ratio: float,
+    ratio: float | None = None,
     *,
+    k: int | None = None,
     total: int | None = None,
     scope: Scope = "global",
 ) -> Mask:
-    """Mask of exactly k = round(ratio * total) highest-scoring weights.
+    """Mask of exactly k highest-scoring weights: k = round(ratio * total), or ``k`` as given.
 
-    ``total`` is the denominator of the ratio (default: the number of scored weights; the
-    benchmark passes the backbone's parameter count). ``scope="global"`` ranks all weights
-    together; ``"per_layer"`` gives each tensor its proportional share of k.
+    Pass exactly one of ``ratio`` and ``k``. ``total`` is the denominator of the ratio
+    (default: the number of scored weights; the benchmark passes the backbone's parameter
+    count); with ``k`` it only sets the recorded ``mask.ratio = k / total``.
+    ``scope="global"`` ranks all weights together; ``"per_layer"`` gives each tensor its
+    proportional share of k.
     """
+    if scope not in get_args(Scope):
+        raise ValueError(f"unknown scope {scope!r}; choose one of {get_args(Scope)}")
     if not scores:
         raise ValueError("no scores given: the model has no eligible weights")
-    check_finite(scores)
     names = list(scores)
     sizes = [scores[n].numel() for n in names]
     n_eligible = sum(sizes)
-    total = n_eligible if total is None else total
-    k = num_selected(ratio, total)
+    total = n_eligible if total is None else _check_total(total)
+    k, ratio = _resolve_k(ratio, k, total)
     if k > n_eligible:
         raise ValueError(f"k = {k} exceeds the {n_eligible} eligible weights")
+    check_finite(scores)
     if scope == "global":
         flat = torch.cat([scores[n].detach().flatten().float() for n in names])
         chosen, threshold = top_k_flat(flat, k)
@@ -111,15 +149,13 @@ def select(
             for i, n in enumerate(names)
         }
         thresholds = {n: threshold for n in names}
-    elif scope == "per_layer":
+    else:
         indices, thresholds = {}, {}
         for n, k_n in zip(names, _split_quota(k, sizes)):
             if k_n:
                 indices[n], thresholds[n] = top_k_flat(scores[n].detach().flatten().float(), k_n)
             else:
                 indices[n], thresholds[n] = torch.empty(0, dtype=torch.long), float("inf")
-    else:
-        raise ValueError(f"unknown scope {scope!r}; choose 'global' or 'per_layer'")
     return Mask(
         indices={n: i.cpu() for n, i in indices.items()},
         shapes={n: scores[n].shape for n in names},

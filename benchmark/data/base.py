@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .download import DatasetUnavailableError
+from .errors import DatasetUnavailableError, DegenerateDatasetError
 
 SPLITS = ("train", "val", "test")
+CHECKSUM_STATUSES = ("official", "user-supplied", "unpublished")
 
 
 class TensorSplit(NamedTuple):
@@ -47,23 +48,46 @@ class RawSplit:
         return RawSplit(images, self.labels[indices])
 
 
+@dataclass(frozen=True)
+class Checksum:
+    """How the files a dataset was read from were verified: ``official`` (they match the published
+    checksums), ``user-supplied`` (they do not, and the user accepted that), ``unpublished`` (no
+    checksum is published; ``files`` then records the md5 of what was read). ``files`` maps a
+    file name (relative to the source's folder) to its md5."""
+
+    status: str
+    files: dict[str, str]
+
+    def __post_init__(self) -> None:
+        if self.status not in CHECKSUM_STATUSES:
+            raise ValueError(f"checksum status {self.status!r} is not one of {CHECKSUM_STATUSES}")
+
+
 @dataclass
 class Source:
     """A dataset as its authors publish it. ``splits`` holds the splits the source defines:
     all of train/val/test, train/test (val is carved out of train), or a single ``all``
     (split by seeded stratified sampling). ``raw`` is the folder image paths are relative to
-    (meta.json lists each split's files relative to it); ``info`` is provenance for meta.json."""
+    (meta.json lists each split's files relative to it); ``info`` is provenance for meta.json.
+    ``checksum`` is given by loaders of checksummed files; without it the cache records the md5
+    of every image read and of the ``index_files`` (split lists) as ``unpublished``. ``inputs``
+    are the files and folders whose change makes the cache stale (default: ``raw``)."""
 
     splits: dict[str, RawSplit]
     class_names: tuple[str, ...]
     raw: Path
     info: dict[str, Any] = field(default_factory=dict)
+    checksum: Checksum | None = None
+    index_files: tuple[Path, ...] = ()
+    inputs: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
+        self.inputs = tuple(self.inputs) or (self.raw,)
         for name, split in self.splits.items():
             if len(split) and not 0 <= split.labels.min() <= split.labels.max() < len(self.class_names):
-                raise ValueError(f"split {name!r} has labels outside 0..{len(self.class_names) - 1}")
+                raise DegenerateDatasetError(f"split {name!r} has labels outside 0..{len(self.class_names) - 1} "
+                                             f"(classes {list(self.class_names)})")
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
@@ -77,15 +101,18 @@ def split_counts(source: Source) -> dict[str, list[int]]:
 
 
 def check_counts(dataset: str, found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]] | None,
-                 where: Path) -> None:
-    """Raise if per-class image counts differ from the published ones (an incomplete download or
-    extraction, or another release of the data); ``expected=None`` skips the check."""
-    if expected is None:
-        return
+                 where: Path, accept: bool = False) -> Checksum:
+    """The check of a dataset without published checksums: its per-class image counts against
+    the published ones (``expected=None`` skips it). Counts that differ (an incomplete download
+    or extraction, or another release) are refused, unless ``accept``-ed: then the data is
+    recorded as ``user-supplied``. The md5s of the files read are filled in by the cache."""
     found = {k: list(v) for k, v in found.items()}
-    if found != {k: list(v) for k, v in expected.items()}:
-        raise DatasetUnavailableError(
-            f"{dataset}: per-class image counts {found} differ from the published {dict(expected)}. "
-            f"The copy under {where} is incomplete or another release; delete it and run prepare "
-            f"again, or place the original files there."
-        )
+    if expected is None or found == {k: list(v) for k, v in expected.items()}:
+        return Checksum("unpublished", {})
+    if accept:
+        return Checksum("user-supplied", {})
+    raise DatasetUnavailableError(
+        f"{dataset}: per-class image counts {found} differ from the published {dict(expected)}. "
+        f"The copy under {where} is incomplete or another release: use the original files, or pass "
+        f"--accept-checksum-mismatch to use this copy anyway (recorded as user-supplied)."
+    )

@@ -1,39 +1,54 @@
-"""Fetch one file with checksum verification, failing fast and actionably when offline.
+"""Fetch one file with checksum verification, failing fast and actionably when offline; unpack
+archives without ever leaving a half-written folder.
 
-A file is only ever used after its checksum matched (or, for archives without a published
-checksum, after the zip integrity test). A mismatching file is renamed to ``*.corrupt`` (and
-the rename is reported), so it is never silently reused. One attempt per call, with a short
-socket timeout: on a machine without network this fails in seconds and the error says which
-URL to fetch by hand, under which file name, and where to put it.
+A downloaded file is only used after its checksum matched (or, for archives without a published
+checksum, after the zip integrity test), unless the caller accepts a mismatch explicitly. A
+mismatching download is moved aside to a unique ``*.corrupt-<hex>`` name (never overwriting an
+earlier one, and the move is reported). One attempt per call, with a short socket timeout: on a
+machine without network this fails in seconds and says which URL to fetch by hand, under which
+file name, and where to put it.
+
+A *mirror* (``mirror=`` or the ``SHPEFT_DATA_MIRROR`` environment variable: a local folder or a
+base URL) replaces every download host: a file is looked up there by its official file name
+(the last component of its URL), so a cluster can stage the archives once.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
-import shutil
+import urllib.parse
 import urllib.request
+import uuid
 import warnings
 import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError
+from .files import CHUNK, file_hash, is_hidden, remove, replace_dir, temporary
+
 TIMEOUT_S = 5.0  # socket timeout for connecting and for each read
-CHUNK = 1 << 20
+MIRROR_ENV = "SHPEFT_DATA_MIRROR"
+ACCEPT_FLAG = "--accept-checksum-mismatch"  # the CLI option (API: accept_checksum_mismatch=True)
+
+__all__ = ["DatasetUnavailableError", "extract_zip", "fetch", "file_hash", "mirrored", "quarantine"]
 
 
-class DatasetUnavailableError(RuntimeError):
-    """The dataset's files are missing and could not be fetched; the message says how to get them."""
+def official_name(url: str) -> str:
+    """The file name a URL serves (its last path component, unquoted)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
 
 
-def file_hash(path: Path, algorithm: str) -> str:
-    """Hex digest of ``path`` (read in chunks: MedMNIST+ files reach several GB)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def mirrored(url: str, mirror: str | Path | None) -> str:
+    """``url`` redirected to ``mirror`` (a folder or a base URL), keeping its file name."""
+    if not mirror:
+        return url
+    name = urllib.parse.quote(official_name(url))
+    base = str(mirror)
+    if "://" not in base:
+        base = Path(base).expanduser().resolve().as_uri()
+    return f"{base.rstrip('/')}/{name}"
 
 
 def _expected(md5: str | None, sha256: str | None) -> tuple[str, str] | None:
@@ -42,9 +57,11 @@ def _expected(md5: str | None, sha256: str | None) -> tuple[str, str] | None:
     return ("md5", md5.lower()) if md5 else None
 
 
-def quarantine(path: Path, reason: str, bad: Path | None = None) -> Path:
-    """Rename a bad file to ``bad`` (default ``<path>.corrupt``) so it is never used, and warn saying so."""
-    bad = bad or path.with_name(path.name + ".corrupt")
+def quarantine(path: Path, reason: str, name: str = "") -> Path:
+    """Move a bad download to a new unique ``<name>.corrupt-<hex>`` (``name`` defaults to the
+    file's; never over an earlier one) so it is never used, and warn saying so. Only for files
+    this package downloaded."""
+    bad = path.with_name(f"{name or path.name}.corrupt-{uuid.uuid4().hex[:8]}")
     os.replace(path, bad)
     warnings.warn(f"{path}: {reason}; moved it to {bad}", stacklevel=3)
     return bad
@@ -55,34 +72,44 @@ def manual_message(url: str, dest: Path, checksum: tuple[str, str] | None = None
     lines = [f"Download {url} by hand and save it as the file {dest.name!r} at", f"    {dest}"]
     if checksum:
         lines.append(f"(its {checksum[0]} must be {checksum[1]})")
-    lines.append("then run the same command again.")
+    lines.append(f"then run the same command again (or put it in a mirror folder, see {MIRROR_ENV}).")
     return "\n".join(lines + ([hint] if hint else []))
 
 
 def fetch(url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None,
-          timeout: float = TIMEOUT_S, hint: str = "") -> Path:
-    """Return ``dest``, downloading ``url`` there first unless a copy with the right checksum
-    is already present. Raises :class:`DatasetUnavailableError` when it cannot."""
+          timeout: float = TIMEOUT_S, hint: str = "", mirror: str | Path | None = None,
+          accept_mismatch: bool = False) -> Path:
+    """Return ``dest``, downloading ``url`` (from ``mirror`` if given) there first unless a copy
+    with the right checksum is already present. With ``accept_mismatch`` a file whose checksum
+    differs is kept (with a warning) instead of refused. Raises :class:`DatasetUnavailableError`
+    when the file cannot be had, :class:`ChecksumMismatchError` when it is not the official one."""
     dest = Path(dest)
     checksum = _expected(md5, sha256)
     if dest.exists():
         if checksum is None or file_hash(dest, checksum[0]) == checksum[1]:
             return dest
+        if accept_mismatch:
+            warnings.warn(f"{dest}: {checksum[0]} differs from the official {checksum[1]}; used as accepted")
+            return dest
         quarantine(dest, f"{checksum[0]} does not match {checksum[1]}; downloading it again")
+    source = mirrored(url, mirror)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")  # per process: concurrent runs never mix
+    part = temporary(dest)  # per process and call: concurrent runs never mix
     try:
-        _stream(url, part, timeout, dest.name)
+        _stream(source, part, timeout, dest.name)
     except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, timeouts, resets
-        part.unlink(missing_ok=True)
+        remove(part)
+        where = f"{source} (mirror of {url})" if source != url else url
         raise DatasetUnavailableError(
-            f"could not download {url} ({err}).\n" + manual_message(url, dest, checksum, hint)) from err
+            f"could not download {where} ({err}).\n" + manual_message(url, dest, checksum, hint)) from err
     if checksum is not None and (actual := file_hash(part, checksum[0])) != checksum[1]:
-        bad = quarantine(part, f"downloaded {checksum[0]} {actual} != expected {checksum[1]}",
-                         dest.with_name(dest.name + ".corrupt"))
-        raise DatasetUnavailableError(
-            f"the download of {url} is corrupt: {checksum[0]} {actual}, expected {checksum[1]} "
-            f"(kept as {bad}).\n" + manual_message(url, dest, checksum, hint))
+        if not accept_mismatch:
+            bad = quarantine(part, f"downloaded {checksum[0]} {actual} != expected {checksum[1]}", dest.name)
+            raise ChecksumMismatchError(
+                f"the download of {source} is not the official file: {checksum[0]} {actual}, expected "
+                f"{checksum[1]} (kept as {bad}). If you mean to use it, pass {ACCEPT_FLAG}.\n"
+                + manual_message(url, dest, checksum, hint))
+        warnings.warn(f"{source}: {checksum[0]} {actual} differs from the official {checksum[1]}; used as accepted")
     os.replace(part, dest)
     return dest
 
@@ -101,24 +128,28 @@ def _stream(url: str, part: Path, timeout: float, desc: str) -> None:
         raise http.client.IncompleteRead(b"", total - done)
 
 
-def extract_zip(archive: Path, dest: Path, folder: str, hint: str = "") -> Path:
-    """Unpack ``archive`` so that its content ends up in ``dest/folder`` (whether or not the
-    archive wraps it in that folder), after the zip integrity test; returns ``dest/folder``.
-    A damaged archive is moved aside and reported. Extraction goes through a temporary folder
-    so an interrupted run never leaves a half-filled ``dest/folder``."""
-    tmp = dest / f".unzip-{archive.stem}"
-    shutil.rmtree(tmp, ignore_errors=True)
+def extract_zip(archive: Path, dest: Path, folder: str, hint: str = "", *, downloaded: bool = True) -> Path:
+    """Unpack ``archive`` into ``dest/folder`` (an archive holding a single top-level folder is
+    unwrapped) after the zip integrity test; returns ``dest/folder``. Extraction goes through a
+    unique temporary folder and replaces any older ``dest/folder`` in one rename, so an
+    interrupted run never leaves a half-filled one. A damaged archive we ``downloaded`` is moved
+    aside; a user's archive is never touched."""
+    target = dest / folder
+    tmp = temporary(target)
     try:
         with zipfile.ZipFile(archive) as zf:
             if (bad_member := zf.testzip()) is not None:
                 raise zipfile.BadZipFile(f"member {bad_member} fails its CRC check")
             zf.extractall(tmp)
-    except zipfile.BadZipFile as err:
-        bad = quarantine(archive, f"not a valid zip archive ({err})")
-        raise DatasetUnavailableError(f"{archive} is damaged ({err}); moved it to {bad}. {hint}".strip()) from err
-    shutil.rmtree(tmp / "__MACOSX", ignore_errors=True)  # macOS resource forks, not data
-    entries = list(tmp.iterdir())
-    content = entries[0] if len(entries) == 1 and entries[0].is_dir() and entries[0].name == folder else tmp
-    os.replace(content, dest / folder)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return dest / folder
+    except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        remove(tmp)
+        moved = f"; moved it to {quarantine(archive, f'not a valid zip archive ({err})')}" if downloaded else ""
+        raise CorruptFileError(f"{archive} is damaged ({err}){moved}. {hint}".strip()) from err
+    entries = [e for e in tmp.iterdir() if not is_hidden(Path(e.name))]
+    content = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+    for entry in tmp.iterdir():  # __MACOSX/, .DS_Store: not data
+        if is_hidden(Path(entry.name)):
+            remove(entry)
+    replace_dir(content, target)
+    remove(tmp)
+    return target

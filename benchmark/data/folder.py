@@ -4,18 +4,19 @@ Layout: ``<raw>/<class>/**/*.{png,jpg,jpeg,bmp,tif,tiff}`` with classes = the su
 sorted order, and optionally ``<raw>/splits/{train,val,test}.txt`` (one path per line, relative
 to ``<raw>``, its first component being the class folder; val.txt may be left out, then val is
 carved out of train). Without split files the images are split 70/10/20, seeded and stratified.
+Hidden entries and OS metadata (dot-folders, ``.DS_Store``, ``__MACOSX/``) are never classes or images.
 
 ``register_folder("mydata")`` reads ``<root>/mydata/raw``; ``register_folder("mydata", path)``
 reads ``path``; the name ``folder:<path>`` works without registering.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .base import SPLITS, RawSplit, Source
-from .download import DatasetUnavailableError
+from .errors import DatasetUnavailableError
+from .files import is_hidden, walk
 from .images import is_image
 from .registry import DatasetSpec, register, register_resolver
 from .splits import STRATIFIED
@@ -29,7 +30,7 @@ def scan(folders: Sequence[Path], exclude: Callable[[Path], bool] = lambda p: Fa
     """The images under each of ``folders`` (recursively, sorted), labelled by folder index."""
     paths, labels = [], []
     for label, folder in enumerate(folders):
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p) and not exclude(p))
+        found = [p for p in walk(folder) if is_image(p) and not exclude(p)]
         paths += found
         labels += [label] * len(found)
     return RawSplit(paths, labels)
@@ -63,7 +64,7 @@ def load_folder(raw: Path) -> Source:
     """Read an image-folder dataset at ``raw`` (see the module docstring for the layout)."""
     if not raw.is_dir():
         raise DatasetUnavailableError(f"no image folder at {raw}. Expected layout: {LAYOUT}")
-    classes = sorted(d.name for d in raw.iterdir() if d.is_dir() and d.name != SPLIT_DIR and not d.name.startswith("."))
+    classes = sorted(d.name for d in raw.iterdir() if d.is_dir() and d.name != SPLIT_DIR and not is_hidden(Path(d.name)))
     if not classes:
         raise DatasetUnavailableError(f"{raw} has no class sub-folders. Expected layout: {LAYOUT}")
     lists = {s: raw / SPLIT_DIR / f"{s}.txt" for s in SPLITS if (raw / SPLIT_DIR / f"{s}.txt").is_file()}
@@ -71,18 +72,17 @@ def load_folder(raw: Path) -> Source:
         splits = {s: _read_split_file(raw, path, classes) for s, path in lists.items()}
     else:
         splits = {"all": scan([raw / c for c in classes])}
-    return Source(splits, tuple(classes), raw, info={"split_files": sorted(lists)})
+    return Source(splits, tuple(classes), raw, info={"split_files": sorted(lists)}, index_files=tuple(lists.values()))
 
 
-def folder_spec(name: str, path: str | Path | None = None, *, modality: str = "unspecified",
-                dirname: str = "") -> DatasetSpec:
-    """Spec of an image folder at ``path`` (default: ``<root>/<name>/raw``)."""
+def folder_spec(name: str, path: str | Path | None = None, *, modality: str = "unspecified") -> DatasetSpec:
+    """Spec of an image folder at ``path`` (default: the raw folder of ``name`` under the data root)."""
     where = Path(path).expanduser().resolve() if path is not None else None
     return DatasetSpec(
         name=name, modality=modality, num_classes=0, class_names=(),
         splits=f"split files in <raw>/splits/ if present, else {STRATIFIED}",
         source=f"user image folder at {where or f'<root>/{name}/raw'}; layout {LAYOUT}",
-        status="user", loader=lambda root, size: load_folder(where or root / name / "raw"), dirname=dirname,
+        status="user", loader=lambda request: load_folder(request.source or request.raw), location=where,
     )
 
 
@@ -91,11 +91,4 @@ def register_folder(name: str, path: str | Path | None = None, *, modality: str 
     return register(folder_spec(name, path, modality=modality), replace=True)
 
 
-def _resolve(path: str) -> DatasetSpec:
-    """``folder:<path>``: the cache folder name is derived from the path (readable + unique)."""
-    where = Path(path).expanduser().resolve()
-    digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
-    return folder_spec(f"folder:{path}", where, dirname=f"folder-{where.name}-{digest}")
-
-
-register_resolver("folder", _resolve)
+register_resolver("folder", lambda path: folder_spec(f"folder:{path}", path))

@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .base import RawSplit
+from .errors import CorruptFileError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 RESIZE_CHUNK = 256  # images resized at a time from an array (bounds the float32 working memory)
@@ -48,8 +49,8 @@ def decode_files(paths: Sequence[Path], size: int, out: torch.Tensor, desc: str 
     for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=None)):
         try:
             out[i] = torch.from_numpy(read_image(path, size)).permute(2, 0, 1)
-        except OSError as err:
-            raise OSError(f"cannot decode image {path}: {err}") from err
+        except (OSError, ValueError, SyntaxError) as err:  # what PIL raises on a truncated or foreign file
+            raise CorruptFileError(f"cannot decode image {path}: {err}") from err
     return out
 
 

@@ -2,10 +2,15 @@
 ``medmnist`` package's INFO, read directly with numpy (medmnist's own downloader is not used:
 it has no timeout).
 
-Files live at ``<root>/<flag>/raw/<flag>_<size>.npz`` (``<flag>.npz`` for 28 px, medmnist's
-naming), with keys ``{train,val,test}_{images,labels}``: images uint8 [N, H, W] (grayscale) or
+Files are ``<flag>_<size>.npz`` (``<flag>.npz`` for 28 px, medmnist's naming) in the dataset's
+raw folder, or the user's own copy (``--from`` the file, or a folder holding it by that name),
+with keys ``{train,val,test}_{images,labels}``: images uint8 [N, H, W] (grayscale) or
 [N, H, W, 3], labels [N, 1]. MedMNIST+ publishes 28/64/128/224 px; another size is resized
 from the next larger file (224 for anything above).
+
+Checksums: a file whose md5 is one of the flag's official md5s is used as is (``official``);
+any other is refused, naming both md5s, unless the mismatch is accepted explicitly
+(``--accept-checksum-mismatch``), which meta.json records as ``user-supplied`` with its md5.
 """
 from __future__ import annotations
 
@@ -21,9 +26,12 @@ import numpy as np
 from medmnist import INFO
 from numpy.lib import format as npy_format
 
-from .base import SPLITS, RawSplit, Source
-from .download import fetch
+from .base import SPLITS, Checksum, RawSplit, Source
+from .download import ACCEPT_FLAG
+from .errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError
+from .files import file_hash
 from .registry import DatasetSpec, register
+from .sources import Request
 
 SIZES = (28, 64, 128, 224)
 # Single-label 2D MedMNIST datasets and their imaging modality (ChestMNIST is multi-label: not here).
@@ -43,6 +51,8 @@ MODALITIES = {
 # Stand-ins for the paper's three unconfirmed datasets: MedMNIST sets of modalities the three
 # confirmed ones (CT, histopathology, ultrasound) do not cover. Replace them once known.
 STAND_INS = {"standin-derma": "dermamnist", "standin-blood": "bloodmnist", "standin-retina": "retinamnist"}
+HINT = "MedMNIST+ files are on Zenodo (https://zenodo.org/records/10519652)."
+_CORRUPT = (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError)  # what numpy/zipfile raise on a bad file
 
 
 def npz_name(flag: str, size: int) -> str:
@@ -74,11 +84,14 @@ class NpzMember:
 
     def chunks(self, rows: int) -> Iterator[np.ndarray]:
         """Consecutive blocks of at most ``rows`` rows, in order."""
-        with self._open() as (f, shape, dtype):
-            row_bytes = math.prod(shape[1:]) * dtype.itemsize
-            for start in range(0, shape[0], rows):
-                n = min(rows, shape[0] - start)
-                yield np.frombuffer(bytearray(f.read(n * row_bytes)), dtype).reshape(n, *shape[1:])
+        try:
+            with self._open() as (f, shape, dtype):
+                row_bytes = math.prod(shape[1:]) * dtype.itemsize
+                for start in range(0, shape[0], rows):
+                    n = min(rows, shape[0] - start)
+                    yield np.frombuffer(bytearray(f.read(n * row_bytes)), dtype).reshape(n, *shape[1:])
+        except _CORRUPT as err:
+            raise CorruptFileError(f"{self.path}: {self.member} cannot be read ({type(err).__name__}: {err})") from err
 
     def __getitem__(self, index: np.ndarray) -> np.ndarray:
         with np.load(self.path) as npz:
@@ -86,10 +99,14 @@ class NpzMember:
 
 
 def read_npz(path: Path) -> dict[str, RawSplit]:
-    """The three splits of a MedMNIST-format ``.npz`` (images lazily, labels read now)."""
-    with np.load(path) as npz:
-        labels = {s: npz[f"{s}_labels"] for s in SPLITS}
-    return {s: RawSplit(NpzMember(path, f"{s}_images"), labels[s]) for s in SPLITS}
+    """The three splits of a MedMNIST-format ``.npz`` (images lazily, labels read now); a file
+    that is not one raises :class:`CorruptFileError` naming it, before anything is decoded."""
+    try:
+        with np.load(path) as npz:
+            labels = {s: npz[f"{s}_labels"] for s in SPLITS}
+        return {s: RawSplit(NpzMember(path, f"{s}_images"), labels[s]) for s in SPLITS}
+    except _CORRUPT as err:
+        raise CorruptFileError(f"{path} is not a readable MedMNIST .npz ({type(err).__name__}: {err})") from err
 
 
 def class_names(flag: str) -> tuple[str, ...]:
@@ -98,15 +115,51 @@ def class_names(flag: str) -> tuple[str, ...]:
     return tuple(labels[str(i)] for i in range(len(labels)))
 
 
-def load_medmnist(flag: str, root: Path, size: int) -> Source:
-    """Fetch (MD5-verified) and read MedMNIST+ ``flag`` at the published size closest to ``size``."""
-    file_size = next((s for s in SIZES if s >= size), SIZES[-1])
-    key = "" if file_size == 28 else f"_{file_size}"
-    url, md5 = INFO[flag][f"url{key}"], INFO[flag][f"MD5{key}"]
-    raw = root / flag / "raw"
-    path = fetch(url, raw / npz_name(flag, file_size), md5=md5,
-                 hint="MedMNIST+ files are on Zenodo (https://zenodo.org/records/10519652).")
-    return Source(read_npz(path), class_names(flag), raw,
+def published(flag: str) -> dict[int, tuple[str, str]]:
+    """Per published size, the (url, md5) of ``flag``'s file."""
+    info = INFO[flag]
+    suffix = {size: "" if size == 28 else f"_{size}" for size in SIZES}
+    return {size: (info[f"url{suffix[size]}"], info[f"MD5{suffix[size]}"]) for size in SIZES}
+
+
+def _user_file(flag: str, source: Path, file_size: int) -> Path:
+    """The user's npz: ``source`` itself, or the official file name inside the folder ``source``."""
+    if source.is_file():
+        return source
+    names = [npz_name(flag, s) for s in sorted(SIZES, key=lambda s: (s != file_size, -s))]
+    found = next((source / n for n in names if (source / n).is_file()), None)
+    if found is None:
+        raise DatasetUnavailableError(f"{flag}: none of {names} is in {source}")
+    return found
+
+
+def verify(flag: str, path: Path, file_size: int, accept_mismatch: bool) -> Checksum:
+    """``official`` if ``path``'s md5 is one of ``flag``'s published md5s; else refused, naming
+    both md5s and the option that accepts it, or (accepted) ``user-supplied``. ``path`` is only read."""
+    actual = file_hash(path, "md5")
+    files = published(flag)
+    if actual in {md5 for _, md5 in files.values()}:
+        return Checksum("official", {path.name: actual})
+    claimed = next((s for s in SIZES if path.name == npz_name(flag, s)), file_size)
+    if not accept_mismatch:
+        raise ChecksumMismatchError(
+            f"{flag}: {path} has md5 {actual}, but the official {npz_name(flag, claimed)} has md5 "
+            f"{files[claimed][1]}. If this file is what you mean to use, pass {ACCEPT_FLAG} "
+            f"(meta.json then records it as user-supplied with md5 {actual}).")
+    return Checksum("user-supplied", {path.name: actual})
+
+
+def load_medmnist(flag: str, request: Request) -> Source:
+    """MedMNIST+ ``flag`` at the published size closest to (not below) the requested one: the
+    user's file if given (md5 verified), else the official file, fetched into the raw folder."""
+    file_size = next((s for s in SIZES if s >= request.size), SIZES[-1])
+    url, md5 = published(flag)[file_size]
+    if request.source is not None:
+        path = _user_file(flag, request.source, file_size)
+    else:
+        path = request.fetch(url, request.raw / npz_name(flag, file_size), md5=md5, hint=HINT)
+    checksum = verify(flag, path, file_size, request.accept_checksum_mismatch)
+    return Source(read_npz(path), class_names(flag), path.parent, checksum=checksum, inputs=(path,),
                   info={"file": path.name, "url": url, "md5": md5, "npz_size": file_size})
 
 
@@ -118,7 +171,7 @@ def medmnist_spec(flag: str, name: str | None = None, status: str = "medmnist") 
         name=name or flag, modality=MODALITIES[flag], num_classes=len(names_), class_names=names_,
         splits=f"official MedMNIST train/val/test ({n['train']}/{n['val']}/{n['test']})",
         source=f"MedMNIST+ {flag} ({INFO[flag]['license']}), automatic download from Zenodo, MD5-checked",
-        status=status, loader=partial(load_medmnist, flag), dirname=flag,
+        status=status, loader=partial(load_medmnist, flag), raw_name=flag,
     )
 
 

@@ -1,7 +1,8 @@
 """The dataset registry: one :class:`DatasetSpec` per name, looked up by :func:`get`.
 
-Loader modules register their datasets on import; user image folders are registered with
-``benchmark.data.register_folder`` or resolved on the fly from names like ``folder:/path``
+Dataset modules register their datasets on import (every module of this package is imported
+by ``benchmark.data``, so a new dataset is one new file); user image folders are registered
+with ``benchmark.data.register_folder`` or resolved on the fly from names like ``folder:/path``
 (a *resolver* per name prefix), so nothing in the package branches on dataset names.
 """
 from __future__ import annotations
@@ -10,22 +11,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import paths
 from .base import Source
+from .sources import Request
 
 STATUSES = ("confirmed", "likely", "stand-in", "medmnist", "synthetic", "user")
 
-Loader = Callable[[Path, int], Source]  # (data root, image size) -> the dataset's raw splits
+Loader = Callable[[Request], Source]  # the request (raw folder, size, user source, mirror) -> raw splits
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """What the benchmark knows about a dataset before reading it, and how to read it.
 
-    ``loader(root, size)`` finds (downloads, generates) the raw files under ``root`` and returns
-    a :class:`~benchmark.data.base.Source`; it raises ``DatasetUnavailableError`` with
-    instructions when it cannot. ``dirname`` is the folder under ``root`` that holds the cache
-    (aliases such as the stand-ins share their original's folder). ``class_names`` may be
-    empty for user folders, whose classes are only known once the folder is read.
+    ``loader(request)`` finds (downloads, generates) the raw files in ``request.raw`` or reads
+    the user's ``request.source`` and returns a :class:`~benchmark.data.base.Source`; it raises
+    a ``DataError`` with instructions when it cannot. The raw folder is the registry's to hand
+    out: ``paths.raw_dir(root, raw_name)`` (aliases such as the stand-ins name their original
+    as ``raw_name``, sharing its downloads but not its cache), or ``location`` for a dataset
+    that lives outside the data root (a user image folder). ``class_names`` and ``num_classes``
+    may be empty/0 for user folders; a prepared dataset's meta.json is the truth.
     """
 
     name: str
@@ -36,15 +41,25 @@ class DatasetSpec:
     source: str  # where the data comes from and how it is fetched (shown by `list`, in meta.json)
     status: str  # one of STATUSES: the dataset's relation to the paper
     loader: Loader = field(repr=False, compare=False)
-    dirname: str = ""
+    raw_name: str = ""  # whose raw folder this dataset reads (default: its own name)
+    location: Path | None = None  # a raw folder outside the data root
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"{self.name}: status {self.status!r} is not one of {STATUSES}")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
-        if not self.dirname:
-            object.__setattr__(self, "dirname", self.name)
+        if not self.raw_name:
+            object.__setattr__(self, "raw_name", self.name)
+
+    def raw_dir(self, root: str | Path) -> Path:
+        """The folder this dataset's loader reads and downloads into."""
+        return self.location if self.location is not None else paths.raw_dir(root, self.raw_name)
+
+    def lock_file(self, root: str | Path) -> Path:
+        """The lock ``prepare`` holds while writing this dataset (shared with its aliases, which
+        write the same raw folder)."""
+        return paths.raw_dir(root, self.raw_name).with_name(".prepare.lock")
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,10 +17,12 @@ import numpy as np
 from PIL import Image
 
 from . import covid_ct
-from .base import Source
+from .base import Checksum, Source
+from .files import file_hash, remove, replace_dir, temporary
 from .folder import SPLIT_DIR, load_folder
 from .medmnist import npz_name, read_npz
 from .registry import DatasetSpec, register
+from .sources import Request
 from .splits import STRATIFIED
 
 FLAG = "synthetic-medmnist"  # its files follow medmnist's <root>/<flag>/raw/<flag>_<size>.npz
@@ -79,7 +80,7 @@ def write_medmnist(out: Path, cfg: SynthConfig = SynthConfig(), flag: str = FLAG
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary(path)
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, path)
     return path
@@ -93,11 +94,13 @@ def _save(image: np.ndarray, path: Path) -> None:
 def _write_dir(out: Path, fill: Callable[[Path], None]) -> Path:
     """Run ``fill`` on a temporary folder, then move it to ``out`` (never a half-written ``out``)."""
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary(out)
     tmp.mkdir(parents=True)
-    fill(tmp)
-    os.replace(tmp, out)
+    try:
+        fill(tmp)
+        replace_dir(tmp, out)
+    finally:
+        remove(tmp)
     return out
 
 
@@ -138,21 +141,21 @@ WRITERS: dict[str, Callable[..., Path]] = {
 }
 
 
-def _generated(dirname: str, write: Callable[[Path, SynthConfig], Path], read: Callable[[Path], Source],
-               cfg: SynthConfig) -> Callable[[Path, int], Source]:
+def _generated(write: Callable[[Path, SynthConfig], Path], read: Callable[[Path], Source],
+               cfg: SynthConfig) -> Callable[[Request], Source]:
     """A loader that writes the synthetic raw folder (at the first size asked for) unless it
     exists, then reads it with the real loader ``read``."""
-    def loader(root: Path, size: int) -> Source:
-        raw = root / dirname / "raw"
-        if not raw.is_dir():
-            write(raw, replace(cfg, size=size))
-        return read(raw)
+    def loader(request: Request) -> Source:
+        if not request.raw.is_dir():
+            write(request.raw, replace(cfg, size=request.size))
+        return read(request.raw)
     return loader
 
 
 def _read_synthetic_npz(raw: Path) -> Source:
     path = next(raw.glob("*.npz"))
-    return Source(read_npz(path), _DEFAULT.class_names(), raw, info={"file": path.name})
+    return Source(read_npz(path), _DEFAULT.class_names(), raw, info={"file": path.name}, inputs=(path,),
+                  checksum=Checksum("unpublished", {path.name: file_hash(path, "md5")}))
 
 
 _DEFAULT = SynthConfig()
@@ -161,18 +164,18 @@ register(DatasetSpec(
     name=FLAG, modality="synthetic", num_classes=_DEFAULT.num_classes,
     class_names=_DEFAULT.class_names(), splits="generated train/val/test (MedMNIST .npz)",
     source=f"{_NOTE} (MedMNIST .npz, read by the MedMNIST loader)", status="synthetic",
-    loader=_generated(FLAG, write_medmnist, _read_synthetic_npz, _DEFAULT),
+    loader=_generated(write_medmnist, _read_synthetic_npz, _DEFAULT),
 ))
 register(DatasetSpec(
     name="synthetic-folder", modality="synthetic", num_classes=_DEFAULT.num_classes,
     class_names=_DEFAULT.class_names(), splits=f"no split files: {STRATIFIED}",
     source=f"{_NOTE} (image folder, read by the folder loader)", status="synthetic",
-    loader=_generated("synthetic-folder", write_folder, load_folder, _DEFAULT),
+    loader=_generated(write_folder, load_folder, _DEFAULT),
 ))
 register(DatasetSpec(
     name="synthetic-covid-ct", modality="synthetic", num_classes=2, class_names=covid_ct.CLASSES,
     splits="generated split files in the COVID-CT layout",
     source=f"{_NOTE} (COVID-CT layout, read by the COVID-CT loader)", status="synthetic",
-    loader=_generated("synthetic-covid-ct", write_covid_ct, lambda raw: covid_ct.load_covid_ct(raw, expected=None),
+    loader=_generated(write_covid_ct, lambda raw: covid_ct.read_layout(raw, expected=None),
                       replace(_DEFAULT, num_classes=2)),
 ))

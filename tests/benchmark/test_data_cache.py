@@ -9,7 +9,7 @@ from PIL import Image
 import benchmark.data as data
 from benchmark.data import images as images_module
 from benchmark.data.base import RawSplit, Source
-from benchmark.data.cache import READY
+from benchmark.paths import READY
 from benchmark.data.images import decode, read_image
 from benchmark.data.medmnist import NpzMember
 from benchmark.data.registry import DatasetSpec
@@ -20,10 +20,10 @@ def counted(data_registry):
     """A registered dataset whose loader counts its calls (3 classes, 30 array images)."""
     calls = []
 
-    def loader(root, size):
-        calls.append(size)
+    def loader(request):
+        calls.append(request.size)
         images = np.random.default_rng(0).integers(0, 256, (30, 12, 12, 3), dtype=np.uint8)
-        return Source({"all": RawSplit(images, np.arange(30) % 3)}, ("a", "b", "c"), root)
+        return Source({"all": RawSplit(images, np.arange(30) % 3)}, ("a", "b", "c"), request.raw)
 
     data.register(DatasetSpec(name="counted", modality="test", num_classes=3, class_names=("a", "b", "c"),
                               splits="", source="test", status="user", loader=loader))
@@ -54,6 +54,7 @@ def test_load_returns_uint8_images_and_int64_labels(tmp_path, counted):
     assert info["class_names"] == ["a", "b", "c"] and info["size"] == 8
     assert {s: c["total"] for s, c in info["counts"].items()} == {"train": 21, "val": 3, "test": 6}
     assert info["splits"]["seed"] == 0 and info["files"] == {}
+    assert info["checksum"] == {"status": "unpublished", "files": {}}  # arrays: nothing was read from files
 
 
 def test_interrupted_cache_is_rebuilt(tmp_path, counted):
@@ -66,21 +67,21 @@ def test_interrupted_cache_is_rebuilt(tmp_path, counted):
 
 
 def test_failing_loader_leaves_no_cache(tmp_path, data_registry):
-    def loader(root, size):
+    def loader(request):
         raise data.DatasetUnavailableError("not here")
 
     data.register(DatasetSpec(name="broken", modality="x", num_classes=1, class_names=("a",), splits="",
                               source="", status="user", loader=loader))
     with pytest.raises(data.DatasetUnavailableError):
         data.prepare("broken", tmp_path, size=8)
-    assert not (tmp_path / "broken").exists()
+    assert not (tmp_path / "broken" / "8").exists()
 
 
 def test_registry_classes_must_match_the_data(tmp_path, data_registry):
     data.register(DatasetSpec(
         name="mismatch", modality="x", num_classes=2, class_names=("x", "y"), splits="", source="", status="user",
-        loader=lambda root, size: Source({"all": RawSplit(np.zeros((4, 2, 2), np.uint8), [0, 1, 0, 1])},
-                                         ("y", "x"), root)))
+        loader=lambda request: Source({"all": RawSplit(np.zeros((4, 2, 2), np.uint8), [0, 1, 0, 1])},
+                                      ("y", "x"), request.raw)))
     with pytest.raises(ValueError, match="classes"):
         data.prepare("mismatch", tmp_path, size=2)
 

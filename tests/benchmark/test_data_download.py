@@ -10,7 +10,8 @@ import zipfile
 import pytest
 
 import benchmark.data as data
-from benchmark.data.download import DatasetUnavailableError, extract_zip, fetch
+from benchmark.data.download import extract_zip, fetch
+from benchmark.data.errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError
 from benchmark.data.synthetic import SynthConfig, write_medmnist
 
 
@@ -71,11 +72,16 @@ def test_corrupt_download_is_reported_and_never_kept(served, tmp_path):
     folder, url = served
     (folder / "f.bin").write_bytes(b"tampered")
     dest = tmp_path / "f.bin"
-    with pytest.warns(UserWarning, match="corrupt"), pytest.raises(DatasetUnavailableError) as err:
-        fetch(f"{url}/f.bin", dest, md5=_md5(b"payload"))
-    message = str(err.value)
-    assert "corrupt" in message and _md5(b"payload") in message and str(dest) in message
-    assert not dest.exists() and (tmp_path / "f.bin.corrupt").read_bytes() == b"tampered"
+    for attempt in range(2):  # a second quarantined copy never overwrites the first
+        with pytest.warns(UserWarning, match="corrupt"), pytest.raises(ChecksumMismatchError) as err:
+            fetch(f"{url}/f.bin", dest, md5=_md5(b"payload"))
+        message = str(err.value)
+        assert _md5(b"tampered") in message and _md5(b"payload") in message and str(dest) in message
+        assert "--accept-checksum-mismatch" in message
+    assert not dest.exists() and [p.read_bytes() for p in tmp_path.glob("f.bin.corrupt-*")] == [b"tampered"] * 2
+    with pytest.warns(UserWarning, match="accepted"):
+        fetch(f"{url}/f.bin", dest, md5=_md5(b"payload"), accept_mismatch=True)
+    assert dest.read_bytes() == b"tampered"
 
 
 def test_existing_corrupt_file_is_moved_aside_and_fetched_again(served, tmp_path):
@@ -86,7 +92,7 @@ def test_existing_corrupt_file_is_moved_aside_and_fetched_again(served, tmp_path
     with pytest.warns(UserWarning, match="does not match"):
         fetch(f"{url}/f.bin", dest, md5=_md5(b"payload"))
     assert dest.read_bytes() == b"payload"
-    assert (tmp_path / "f.bin.corrupt").read_bytes() == b"payl"
+    assert [p.read_bytes() for p in tmp_path.glob("f.bin.corrupt-*")] == [b"payl"]
 
 
 def test_truncated_transfer_fails(tmp_path):
@@ -157,13 +163,13 @@ def test_extract_zip_with_or_without_a_wrapping_folder(tmp_path, prefix):
     out = extract_zip(archive, tmp_path, "CT_COVID")
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     assert (out / "a.png").read_bytes() == b"1"
-    assert not list(tmp_path.glob(".unzip-*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["CT_COVID", "CT_COVID.zip"]  # no temporaries left
 
 
 def test_damaged_zip_is_moved_aside(tmp_path):
     archive = _zip(tmp_path / "Dataset_BUSI.zip", {"Dataset_BUSI_with_GT/benign/x.png": b"x" * 1000})
     archive.write_bytes(archive.read_bytes()[:-60])  # cut the central directory
-    with pytest.warns(UserWarning), pytest.raises(DatasetUnavailableError, match="damaged"):
+    with pytest.warns(UserWarning), pytest.raises(CorruptFileError, match="damaged"):
         extract_zip(archive, tmp_path, "Dataset_BUSI_with_GT")
-    assert not archive.exists() and (tmp_path / "Dataset_BUSI.zip.corrupt").exists()
+    assert not archive.exists() and len(list(tmp_path.glob("Dataset_BUSI.zip.corrupt-*"))) == 1
     assert not (tmp_path / "Dataset_BUSI_with_GT").exists()

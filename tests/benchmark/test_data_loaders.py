@@ -1,6 +1,7 @@
 """Each real loader, on tiny files written here in its authors' on-disk format."""
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 import benchmark.data as data
 from benchmark.data import DatasetUnavailableError, busi, chaoyang, covid_ct
 from benchmark.data.registry import DatasetSpec
+from benchmark.data.sources import Request
 
 SIZE = 16
 
@@ -18,12 +20,12 @@ def _register(name, loader, class_names):
                               splits="", source="test files", status="user", loader=loader))
 
 
-def _write_npz(path, rng, n, side, channels):
+def _write_npz(path, rng, n, side, channels, classes=2):
     shape = (side, side) if channels == 1 else (side, side, 3)
     arrays = {}
     for split, k in zip(data.SPLITS, n):
         arrays[f"{split}_images"] = rng.integers(0, 256, (k, *shape), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(k) % 2).astype(np.uint8)[:, None]
+        arrays[f"{split}_labels"] = (np.arange(k) % classes).astype(np.uint8)[:, None]
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     return arrays
@@ -48,7 +50,7 @@ def test_medmnist_npz(monkeypatch, tmp_path, size, file_size):
 
 def test_medmnist_rgb_npz_keeps_channels(monkeypatch, tmp_path):
     path = tmp_path / "pathmnist" / "raw" / "pathmnist.npz"
-    arrays = _write_npz(path, np.random.default_rng(1), (4, 2, 2), 28, channels=3)
+    arrays = _write_npz(path, np.random.default_rng(1), (9, 2, 2), 28, channels=3, classes=9)
     monkeypatch.setitem(data.medmnist.INFO["pathmnist"], "MD5", hashlib.md5(path.read_bytes()).hexdigest())
     train = data.load("pathmnist", tmp_path, size=28)["train"]
     assert torch.equal(train.images, torch.from_numpy(arrays["train_images"]).permute(0, 3, 1, 2))
@@ -111,9 +113,9 @@ def test_covid_ct_official_layout_and_counts(tmp_path, data_images):
     assert info["splits"]["policy"] == "official train/val/test"
     (raw / "Images-processed" / "CT_COVID" / "COVID-test-0.png").unlink()
     with pytest.raises(DatasetUnavailableError, match="published"):
-        covid_ct.load_covid_ct(raw)
+        covid_ct.read_layout(raw)
     with pytest.raises(DatasetUnavailableError, match="missing"):
-        covid_ct.load_covid_ct(raw, expected=None)
+        covid_ct.read_layout(raw, expected=None)
 
 
 def _chaoyang_layout(raw, data_images, per_class):
@@ -126,13 +128,13 @@ def _chaoyang_layout(raw, data_images, per_class):
 def test_chaoyang_json_layout(tmp_path, data_images, data_registry):
     raw = tmp_path / "chaoyang" / "raw" / "chaoyang-data"  # the authors' folder, kept as is
     _chaoyang_layout(raw, data_images, per_class=10)
-    _register("chaoyang-small", lambda root, size: chaoyang.load_chaoyang(raw.parent, expected=None),
+    _register("chaoyang-small", lambda request: chaoyang.load_chaoyang(replace(request, raw=raw.parent), expected=None),
               chaoyang.CLASSES)
     info = data.meta("chaoyang-small", tmp_path, SIZE)
     assert [info["counts"][s]["per_class"] for s in data.SPLITS] == [[9] * 4, [1] * 4, [2] * 4]
     assert info["splits"]["val_fraction"] == 0.1
     with pytest.raises(DatasetUnavailableError, match="published"):
-        chaoyang.load_chaoyang(raw)  # not the published 4,021 / 2,139
+        chaoyang.load_chaoyang(Request(raw, SIZE))  # not the published 4,021 / 2,139
 
 
 def test_manual_datasets_say_where_to_put_what(tmp_path):

@@ -32,7 +32,7 @@ def test_folder_writers_match_the_real_loaders(tmp_path):
     source = load_folder(write_folder(tmp_path / "plain", cfg, split_files=True))
     assert source.class_names == ("class0", "class1", "class2")
     assert {s: len(v) for s, v in source.splits.items()} == {"train": 12, "val": 6, "test": 6}
-    covid = data.covid_ct.load_covid_ct(write_covid_ct(tmp_path / "covid", cfg), expected=None)
+    covid = data.covid_ct.read_layout(write_covid_ct(tmp_path / "covid", cfg), expected=None)
     assert covid.class_names == ("COVID", "NonCOVID")
     assert {p.suffix for p in covid.splits["train"].images} == {".png", ".jpg"}
 
@@ -61,5 +61,6 @@ def test_cli_list_synth_prepare(tmp_path, capsys):
     assert len(list((tmp_path / "gen").rglob("*.png"))) == 10
     main(["prepare", f"folder:{tmp_path / 'gen'}", "--root", str(tmp_path / "data"), "--size", "8"])
     assert "per class" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="unknown dataset"):
+    with pytest.raises(SystemExit) as exit_:
         main(["prepare", "nope", "--root", str(tmp_path)])
+    assert exit_.value.code == 2 and "error: unknown dataset 'nope'" in capsys.readouterr().err

@@ -49,6 +49,27 @@ def test_dry_run_of_all_lists_the_full_paper_grid(work):
     assert counts["aggregate_tables"] == counts["draw_figures"] == counts["write_report"] == 1
 
 
+def test_a_configfile_runs_exactly_its_own_grid(work):
+    """--configfile replaces the paper grid (no merge of the two files' methods)."""
+    proc = snakemake("-n", "--cores", "8", "all", "--configfile", "workflow/config/medmnist.yaml", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    medmnist = load("medmnist")
+    cells = len(medmnist["datasets"]) * sum(len(r) for r in medmnist["methods"].values()) * len(medmnist["seeds"])
+    assert job_counts(proc.stdout)["cell"] == cells == 252
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": {"no-such-method": [0.1]}}, "unknown PEFT method 'no-such-method'; registered methods:"),
+    ({"datasets": ["no-such-data"]}, "unknown dataset 'no-such-data'"),
+])
+def test_unknown_names_fail_when_the_dag_is_parsed(work, tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(load("smoke") | change))
+    proc = snakemake("--cores", "1", "all", "--configfile", str(path), cwd=work)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+    assert not (work / "data").exists()  # nothing ran
+
+
 def test_smoke_grid_covers_every_registered_method(work):
     smoke = load("smoke")
     assert set(smoke["methods"]) >= set(baselines.names()) - {"shpeft-taylor", "shpeft-layerwise"}

@@ -19,7 +19,7 @@ rule dataset_statuses:
 
 rule aggregate_tables:
     input:
-        runs=lambda wc: cells(STUDIES[wc.out]),
+        runs=lambda wc: cell_files(STUDIES[wc.out]),
         statuses="{out}/datasets.yaml",
     output:
         directory("{out}/tables"),

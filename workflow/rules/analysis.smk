@@ -4,7 +4,7 @@
 
 rule draw_figures:
     input:
-        runs=lambda wc: cells(STUDIES[wc.out]),
+        runs=lambda wc: cell_files(STUDIES[wc.out]),
     output:
         directory("{out}/figures"),
     log:
@@ -32,8 +32,8 @@ rule finetune_for_sparsity:
     params:
         python=PYTHON,
         root=DATA_ROOT,
-        backbone=lambda wc: backbone_args(STUDIES[wc.out]),
-        train=lambda wc: train_args(STUDIES[wc.out]),
+        name=dataset_arg,
+        settings=lambda wc: run_args(STUDIES[wc.out]),
     conda:
         ENV
     threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)
@@ -42,15 +42,15 @@ rule finetune_for_sparsity:
         mem_mb=lambda wc: resource(STUDIES[wc.out], "mem_mb", 4000),
         runtime=lambda wc: resource(STUDIES[wc.out], "runtime", 60),
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {wildcards.dataset} --method full"
-        " --seed 0 {params.backbone} {params.train} --data-root {params.root} --out {output.result}"
+        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name} --method full"
+        " --seed 0 {params.settings} --data-root {params.root} --out {output.result}"
         " --save-state {output.state} --force --no-progress > {log} 2>&1"
 
 
 rule sparsity_analysis:
     input:
-        runs=lambda wc: expand("{out}/finetuned/{d}.json", out=wc.out, d=STUDIES[wc.out]["datasets"]),
-        states=lambda wc: expand("{out}/finetuned/{d}.safetensors", out=wc.out, d=STUDIES[wc.out]["datasets"]),
+        runs=lambda wc: expand("{out}/finetuned/{d}.json", out=wc.out, d=map(dataset_tag, STUDIES[wc.out]["datasets"])),
+        states=lambda wc: expand("{out}/finetuned/{d}.safetensors", out=wc.out, d=map(dataset_tag, STUDIES[wc.out]["datasets"])),
     output:
         directory("{out}/sparsity"),
     log:

@@ -1,5 +1,7 @@
-# Studies (grids of cells) and the helpers that expand them into files.
+# Studies (grids of cells): loaded, validated (schema, then every name and value) when the DAG is
+# parsed, before any job runs. The logic lives in benchmark/study.py; these are thin accessors.
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -7,7 +9,8 @@ import yaml
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from benchmark.paths import run_relpath
+from benchmark import study as studies
+from benchmark.paths import dataset_tag, ready_marker
 
 # The interpreter of the rules: the one running snakemake (the project's venv), or the rule's
 # conda environment under --use-conda.
@@ -15,55 +18,78 @@ _CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_metho
 PYTHON = "python" if _CONDA else sys.executable
 ENV = "../envs/bench.yaml"
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+DEFAULT_CONFIG = workflow.source_path("../config/paper.yaml")
 
 
 def load_study(cfg):
     validate(cfg, SCHEMA)  # also fills the schema's defaults
+    studies.check(cfg)  # dataset, method and backbone names, training values
     return cfg
 
 
-MAIN = load_study(config)
-with open(workflow.source_path("../config/smoke.yaml")) as _f:
-    SMOKE = load_study(yaml.safe_load(_f))
+def _read(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+MAIN = load_study(dict(config) if config else _read(DEFAULT_CONFIG))
+SMOKE = load_study(_read(workflow.source_path("../config/smoke.yaml")))
 STUDIES = {study["output"]: study for study in (SMOKE, MAIN)}
 DATA_ROOT = MAIN["data_root"]
+# path segment -> dataset name (a folder:<path> dataset has a tag, not its path, in file names)
+DATASETS = {dataset_tag(d): d for s in STUDIES.values() for d in s["datasets"]}
+SOURCES = {name: path for s in STUDIES.values() for name, path in s.get("sources", {}).items()}
+ACCEPT_MISMATCH = {name for s in STUDIES.values() for name in s.get("accept_checksum_mismatch", [])}
+DATA_MIRROR = MAIN.get("data_mirror")
 
 
 wildcard_constraints:
     out="|".join(re.escape(o) for o in STUDIES),
+    dataset=r"[^/]+",
+    backbone=r"[^/]+",
+    method=r"[^/]+",
+    ratio=r"native|[0-9.e+-]+",
+    lr=r"[0-9.e+-]+",
     seed=r"\d+",
 
 
-def cells(study):
-    """Every (dataset, method, ratio, seed) result file of a study."""
-    return [
-        f"{study['output']}/runs/{run_relpath(d, study['backbone'], m, r, s)}"
-        for d in study["datasets"]
-        for m, ratios in study["methods"].items()
-        for r in ratios
-        for s in study["seeds"]
-    ]
+def cell_files(study):
+    """Every result file of a study (sweep cells included)."""
+    return [c.path(study) for c in studies.cells(study)]
 
 
-def data_marker(study, dataset):
-    return f"{DATA_ROOT}/{dataset}/{study['image_size']}/READY"
+def data_marker(study, tag):
+    return str(ready_marker(DATA_ROOT, DATASETS[tag], study["image_size"]))
 
 
-def backbone_args(study):
-    args = f"--backbone {study['backbone']} --pretrained {study['pretrained']} --image-size {study['image_size']}"
-    return args + (f" --checkpoint {study['checkpoint']}" if study.get("checkpoint") else "")
+def dataset_arg(wc):
+    return shlex.quote(DATASETS[wc.dataset])
 
 
-def train_args(study):
-    t = study["train"]
-    args = (
-        f"--epochs {t['epochs']} --batch-size {t['batch_size']} --weight-decay {t['weight_decay']}"
-        f" --warmup-epochs {t['warmup_epochs']} --calib-images {t.get('calib_images', 1000)}"
-        f" --lr-scale {t.get('lr_scale', 1.0)}"
-    )
-    if t.get("n_per_class"):
-        args += f" --n-per-class {t['n_per_class']}"
-    return f"{args} {t.get('extra_args', '')}".strip()
+def prepare_args(wc):
+    name = DATASETS[wc.dataset]
+    args = [f"--from {shlex.quote(str(SOURCES[name]))}"] if name in SOURCES else []
+    args += ["--accept-checksum-mismatch"] if name in ACCEPT_MISMATCH else []
+    args += [f"--mirror {shlex.quote(str(DATA_MIRROR))}"] if DATA_MIRROR else []
+    return " ".join(args)
+
+
+def run_args(study):
+    return studies.run_args(study)
+
+
+def selected_lr(wc):
+    """The lr-selection file a chosen-lr cell reads (none for sweep cells and unswept methods)."""
+    if "lr" in wc.keys() or not studies.sweep_lrs(STUDIES[wc.out], wc.method):
+        return []
+    return f"{wc.out}/selected/{wc.dataset}/{wc.backbone}/{wc.method}/r{wc.ratio}.lr"
+
+
+def lr_arg(wc, input):
+    """``--lr``: a sweep cell's from its path, a chosen-lr cell's from its selection file."""
+    if "lr" in wc.keys():
+        return f"--lr {wc.lr}"
+    return f"--lr $(cat {input.lr})" if input.lr else ""
 
 
 def resource(study, name, default):

@@ -1,5 +1,9 @@
-# Download (or generate, for synthetic data), verify and decode each dataset once into
-# uint8 tensors. Offline, a real dataset fails in seconds with where to get the files.
+# Fetch (or take from the config's `sources:`, or from `data_mirror:`), verify and decode each dataset
+# once into uint8 tensors. A local rule: on a cluster, downloads never run on compute nodes.
+
+
+localrules:
+    prepare_data,
 
 
 rule prepare_data:
@@ -10,11 +14,13 @@ rule prepare_data:
     params:
         python=PYTHON,
         root=lambda wc, output: Path(output[0]).parents[2],  # <root>/<dataset>/<size>/READY
+        name=dataset_arg,
+        options=prepare_args,
     conda:
         ENV
     resources:
         mem_mb=8000,
         runtime=120,
     shell:
-        "{params.python} -m benchmark.data prepare {wildcards.dataset} --root {params.root}"
-        " --size {wildcards.size} 2>&1 | tee {log}"
+        "{params.python} -m benchmark.data prepare {params.name} --root {params.root}"
+        " --size {wildcards.size} {params.options} 2>&1 | tee {log}"

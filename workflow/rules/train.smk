@@ -1,11 +1,16 @@
-# One job per (dataset, method, ratio, seed) cell: `python -m benchmark.run` -> one JSON.
-# A NaN loss or an unreachable ratio is recorded in the JSON (the job succeeds); missing
-# data or weights fail the job with the runner's message.
+# One job per cell: `python -m benchmark.run` -> one JSON. A NaN loss or an unreachable ratio is
+# recorded in the JSON (the job succeeds); missing data or weights fail the job with the runner's
+# message. With `lr_sweep:`, sweep cells (r<ratio>/lr<lr>/s<seed>) choose the lr of the other seeds.
+
+
+localrules:
+    select_lr,
 
 
 rule cell:
     input:
-        lambda wc: data_marker(STUDIES[wc.out], wc.dataset),
+        data=lambda wc: data_marker(STUDIES[wc.out], wc.dataset),
+        lr=selected_lr,
     output:
         "{out}/runs/{dataset}/{backbone}/{method}/r{ratio}/s{seed}.json",
     log:
@@ -13,8 +18,9 @@ rule cell:
     params:
         python=PYTHON,
         root=DATA_ROOT,
-        backbone=lambda wc: backbone_args(STUDIES[wc.out]),
-        train=lambda wc: train_args(STUDIES[wc.out]),
+        name=dataset_arg,
+        settings=lambda wc: run_args(STUDIES[wc.out]),
+        lr=lr_arg,
     conda:
         ENV
     threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)
@@ -23,7 +29,28 @@ rule cell:
         mem_mb=lambda wc: resource(STUDIES[wc.out], "mem_mb", 4000),
         runtime=lambda wc: resource(STUDIES[wc.out], "runtime", 60),
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {wildcards.dataset}"
-        " --method {wildcards.method} --ratio {wildcards.ratio} --seed {wildcards.seed}"
-        " {params.backbone} {params.train} --data-root {params.root} --out {output}"
-        " --force --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name}"
+        " --method {wildcards.method} --ratio {wildcards.ratio} --seed {wildcards.seed} {params.lr}"
+        " {params.settings} --data-root {params.root} --out {output} --force --no-progress > {log} 2>&1"
+
+
+use rule cell as sweep_cell with:
+    output:
+        "{out}/runs/{dataset}/{backbone}/{method}/r{ratio}/lr{lr}/s{seed}.json",
+    log:
+        "{out}/logs/{dataset}/{backbone}/{method}/r{ratio}/lr{lr}/s{seed}.log",
+
+
+rule select_lr:
+    input:
+        lambda wc: studies.sweep_inputs(STUDIES[wc.out], DATASETS[wc.dataset], wc.method, wc.ratio),
+    output:
+        "{out}/selected/{dataset}/{backbone}/{method}/r{ratio}.lr",
+    log:
+        "{out}/logs/selected/{dataset}/{backbone}/{method}/r{ratio}.log",
+    params:
+        python=PYTHON,
+    conda:
+        ENV
+    shell:
+        "{params.python} -m benchmark.study {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,62 @@
+"""What a loader is asked for (:class:`Request`), and how a user's own copy of a dataset is found.
+
+A loader reads its dataset from ``request.source`` when the user supplied one (``prepare NAME
+--from PATH``: the official archive or the already-extracted folder), else from its raw folder
+``request.raw`` (downloading there what is missing). The user's files are read in place or,
+for archives, extracted into the raw folder: they are never moved, renamed, written or deleted.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import download
+from .errors import DatasetUnavailableError
+
+
+@dataclass(frozen=True)
+class Request:
+    """One loader call: ``raw`` is the dataset's raw folder (shared by aliases such as the
+    stand-ins), ``size`` the image size asked for, ``source`` the user's archive or folder (or
+    None), ``mirror`` a folder or base URL replacing the download hosts, and
+    ``accept_checksum_mismatch`` whether a file that is not the official one may be used."""
+
+    raw: Path
+    size: int
+    source: Path | None = None
+    mirror: str | None = None
+    accept_checksum_mismatch: bool = False
+
+    @classmethod
+    def make(cls, raw: Path, size: int, source: str | Path | None = None, mirror: str | Path | None = None,
+             accept_checksum_mismatch: bool = False) -> Request:
+        """A request with ``source`` resolved (it must exist) and ``mirror`` defaulting to the
+        ``SHPEFT_DATA_MIRROR`` environment variable."""
+        where = Path(source).expanduser().resolve() if source else None
+        if where is not None and not where.exists():
+            raise DatasetUnavailableError(f"--from {source}: no such file or folder")
+        mirror = mirror or os.environ.get(download.MIRROR_ENV) or None
+        return cls(Path(raw), size, where, str(mirror) if mirror else None, accept_checksum_mismatch)
+
+    def fetch(self, url: str, dest: Path, **checks) -> Path:
+        """:func:`download.fetch` through this request's mirror and checksum policy."""
+        return download.fetch(url, dest, mirror=self.mirror, accept_mismatch=self.accept_checksum_mismatch,
+                              **checks)
+
+    def user_layout(self, dataset: str, find: Callable[[Path], Path | None], folder: str, layout: str) -> Path:
+        """The folder in the authors' layout inside the user's ``source``: ``find(folder)`` returns it
+        (accepting, e.g., the folder or its parent) or None. A zip archive is first extracted
+        into ``raw/folder`` (afresh: the archive may have changed since the last time)."""
+        if self.source.is_dir():
+            searched = self.source
+        elif zipfile.is_zipfile(self.source):
+            searched = download.extract_zip(self.source, self.raw, folder, downloaded=False)
+        else:
+            raise DatasetUnavailableError(f"{dataset}: {self.source} is neither a folder nor a readable zip archive")
+        found = find(searched)
+        if found is None:
+            raise DatasetUnavailableError(f"{dataset}: {self.source} is not in the authors' layout; expected {layout}")
+        return found
