@@ -80,6 +80,10 @@ def table_sections(tables_dir: Path, base: Path) -> list[str]:
         files = [f"[{p.name}]({_link(p, base)})" for p in sorted(tables_dir.glob(f"{md.stem}*"))
                  if p.suffix in (".csv", ".tex")]
         lines += [f"### {md.stem}", "", md.read_text().rstrip(), "", "Files: " + ", ".join(files), ""]
+    stems = {md.stem for md in tables_dir.glob("*.md")}
+    others = [f"[{p.name}]({_link(p, base)})" for p in sorted(tables_dir.glob("*.csv"))
+              if not any(p.stem == s or p.stem.startswith(f"{s}_") for s in stems)]
+    lines += ["Other files: " + ", ".join(others), ""] if others else []
     return lines or ["No tables."]
 
 

@@ -21,18 +21,19 @@ def _lr_order(tags: pd.Series) -> list[str]:
 def choose_lr(runs: pd.DataFrame) -> tuple[str | None, dict]:
     """The lr tag of one cell's runs with the best mean validation macro-F1, and the choice's record.
 
-    Candidates are compared on the seeds every candidate finished (a one-seed sweep next to a
-    three-seed final run compares seed 0 with seed 0), or on all their seeds if they share none.
-    Ties go to the lr with more finished seeds, then to the smaller lr. None if no run finished."""
+    The rule of the DAG's own choice (``benchmark.study.select_lr``): a failed run scores 0, ties go
+    to the smaller lr. Candidates are compared on the seeds every candidate ran (the sweep seeds, when
+    the chosen lr also ran the other seeds), or on all their seeds if they share none. None when no run
+    trained (every one unreachable or unreadable)."""
     candidates = _lr_order(runs["lr_tag"])
-    ok = runs[runs["status"].eq("ok") & runs[SELECTION_METRIC].notna()]
-    seeds = {lr: set(g["seed"]) for lr, g in ok.groupby("lr_tag")}
+    trained = runs[runs["status"].isin(["ok", "failed"])]
+    scores = trained[SELECTION_METRIC].where(trained["status"].eq("ok")).fillna(0.0)
+    seeds = {lr: set(g["seed"]) for lr, g in trained.groupby("lr_tag")}
     common = set.intersection(*seeds.values()) if seeds else set()
-    compared = ok[ok["seed"].isin(common)] if common else ok
-    means = compared.groupby("lr_tag")[SELECTION_METRIC].mean()
-    ranked = sorted(means.index, key=lambda lr: (-means[lr], -len(seeds[lr]), candidates.index(lr)))
-    best = ranked[0] if ranked else None
-    chosen = ok[ok["lr_tag"] == best]
+    compared = trained["seed"].isin(common) if common else trained["seed"].notna()
+    means = scores[compared].groupby(trained.loc[compared, "lr_tag"]).mean()
+    best = min(means.index, key=lambda lr: (-means[lr], candidates.index(lr))) if len(means) else None
+    chosen = runs[(runs["lr_tag"] == best) & runs["status"].eq("ok")]
     return best, {
         "lr": best, "val_macro_f1_mean": chosen[SELECTION_METRIC].mean() * 100, "n_seeds": len(chosen),
         "selection_seeds": " ".join(map(str, sorted(common))) if common else "all",
@@ -44,8 +45,8 @@ def choose_lr(runs: pd.DataFrame) -> tuple[str | None, dict]:
 def select_lr(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the runs of every cell's chosen lr, one row per cell describing the choice: ``CHOICE_COLUMNS``).
 
-    A cell with a single lr keeps all its runs; a cell where no lr finished keeps all its runs too,
-    so that its failures stay visible in the tables."""
+    A cell with a single lr keeps all its runs; a cell where no run trained keeps all its runs too,
+    so that its state (unreachable, corrupt) stays visible in the tables."""
     keep, choices = [], []
     for key, runs in df.groupby(CELL, sort=False, dropna=False):
         best, choice = choose_lr(runs)

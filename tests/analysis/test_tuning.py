@@ -75,13 +75,18 @@ def test_a_single_or_default_lr_keeps_every_run(tmp_path):
     assert load_runs([]).pipe(select_lr)[1].empty
 
 
-def test_ties_go_to_more_seeds_then_the_smaller_lr(tmp_path):
+def test_ties_go_to_the_smaller_lr_and_a_failed_run_scores_zero(tmp_path):
     root = tmp_path / "runs"
     write_lr(root, "d", "m", 0.1, 0, 1e-2, 0.7, 0.5)
     write_lr(root, "d", "m", 0.1, 0, 1e-3, 0.7, 0.5)
     assert select_lr(load_runs(root))[1]["lr"].tolist() == ["0.001"]
-    write_lr(root, "d", "m", 0.1, 1, 1e-2, 0.7, 0.5)  # no seed in common... seed 0 still is
-    assert select_lr(load_runs(root))[1]["lr"].tolist() == ["0.01"]
+    for seed, lr, val in [(1, 1e-2, 0.8), (1, 1e-3, 0.6)]:
+        write_lr(root, "d", "m", 0.1, seed, lr, val, 0.5)
+    assert select_lr(load_runs(root))[1]["lr"].tolist() == ["0.01"]  # means 75 vs 65
+    failed = root / run_relpath("d", BACKBONE, "m", 0.1, 1, lr=1e-2)
+    failed.write_text(json.dumps({**json.loads(failed.read_text()), "status": "failed", "metrics": None}))
+    row = select_lr(load_runs(root))[1].iloc[0]
+    assert (row["lr"], row["candidate_val_macro_f1"]) == ("0.001", "65.00 35.00")  # (0.7 + 0) / 2
 
 
 def test_identity_from_an_lr_path():
