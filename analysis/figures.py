@@ -14,16 +14,9 @@ from matplotlib.figure import (
 from matplotlib.ticker import FuncFormatter
 
 from analysis.render import fmt_percent
-from analysis.tables import (
-    AVERAGE,
-    METRICS,
-    SHPEFT_VARIANTS,
-    main_methods,
-    resolve_datasets,
-    summarize,
-)
+from analysis.tables import AVERAGE, METRICS, main_methods, resolve_datasets, summarize
+from analysis.tuning import select_lr
 
-REFERENCE_METHODS = ("full", "linear")  # drawn as horizontal lines
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -49,25 +42,31 @@ def styles(long: pd.DataFrame) -> dict[str, dict]:
     return {n: {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)]} for i, n in enumerate(names)}
 
 
-def plot_ratio_curves(ax: Axes, points: pd.DataFrame, style: dict[str, dict],
-                      reference_methods: Sequence[str] = REFERENCE_METHODS) -> None:
-    """One line + markers (error bars = std over seeds) per method; reference methods as horizontal
-    lines with a ±std band; hollow markers = averages over fewer datasets."""
+def is_endpoint(points: pd.DataFrame) -> pd.Series:
+    """Rows at an end of the ratio axis (0: only the head, 1: every weight), drawn as horizontal lines."""
+    return points["x"].le(0) | points["x"].ge(1)
+
+
+def plot_ratio_curves(ax: Axes, points: pd.DataFrame, style: dict[str, dict]) -> None:
+    """One line + markers (error bars = 95% confidence interval over seeds) per method; methods at an
+    end of the ratio axis as horizontal lines with their interval as a band; hollow markers = averages
+    over fewer datasets."""
     for key, g in points.groupby(_series_columns(points), sort=False):
         name = series_name(key)
         color, marker = style[name]["color"], style[name]["marker"]
-        if key[-1] in reference_methods or not g["x"].gt(0).any():
-            for r in g.itertuples():
-                half = 0.0 if pd.isna(r.std) else r.std
-                ax.axhline(r.mean, ls="--", lw=1.2, color=color, label=f"{r.label} ({fmt_percent(r.x)})")
-                ax.axhspan(r.mean - half, r.mean + half, color=color, alpha=0.1, lw=0)
+        for r in g[is_endpoint(g)].itertuples():
+            ax.axhline(r.mean, ls="--", lw=1.2, color=color, label=f"{r.label} ({fmt_percent(r.x)})")
+            if not pd.isna(r.ci_low):
+                ax.axhspan(r.ci_low, r.ci_high, color=color, alpha=0.1, lw=0)
+        g = g[~is_endpoint(g)].sort_values("x")
+        if g.empty:
             continue
-        g = g[g["x"].gt(0)].sort_values("x")
-        ax.errorbar(g["x"], g["mean"], yerr=g["std"].fillna(0), color=color, marker=marker, ms=5, capsize=3,
+        yerr = [(g["mean"] - g["ci_low"]).fillna(0), (g["ci_high"] - g["mean"]).fillna(0)]
+        ax.errorbar(g["x"], g["mean"], yerr=yerr, color=color, marker=marker, ms=5, capsize=3,
                     ls="-" if len(g) > 1 else "none", label=name)
         hollow = g[g["state"].eq("incomplete")]
         ax.scatter(hollow["x"], hollow["mean"], s=25, marker=marker, facecolors="white", edgecolors=[color], zorder=3)
-    if points["x"].gt(0).any():
+    if (~is_endpoint(points)).any():
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_percent(v)))
     ax.set_xlabel("trainable backbone weights (achieved ratio)")
@@ -81,21 +80,21 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
 
 
 def write_figures(df: pd.DataFrame, outdir: str | Path, *, metric: str = "macro_f1",
-                  datasets: Sequence[str] | None = None, variants: Sequence[str] = tuple(SHPEFT_VARIANTS),
-                  reference_methods: Sequence[str] = REFERENCE_METHODS) -> list[Path]:
-    """Write ratio_vs_<metric> (average over datasets) and ratio_vs_<metric>_per_dataset as PNG + PDF."""
+                  datasets: Sequence[str] | None = None, order: Sequence[str] = ()) -> list[Path]:
+    """Write ratio_vs_<metric> (average over datasets) and ratio_vs_<metric>_per_dataset as PNG + PDF
+    (each cell at its learning rate chosen on validation, see analysis.tuning)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     datasets = resolve_datasets(df, datasets)
-    long = summarize(main_methods(df, variants), metric, datasets)
+    long = summarize(main_methods(select_lr(df)[0]), metric, datasets, order)
     name, style = METRICS.get(metric, metric), styles(long)
     written = []
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
         fig = Figure(figsize=(6.5, 4))
         ax = fig.subplots()
-        plot_ratio_curves(ax, ratio_points(long), style, reference_methods)
+        plot_ratio_curves(ax, ratio_points(long), style)
         ax.set_ylabel(f"average test {name} (%)")
-        ax.set_title(f"Average over {len(datasets)} datasets (mean ± std over seeds; hollow: fewer datasets)",
+        ax.set_title(f"Average over {len(datasets)} datasets (mean and 95% CI over seeds; hollow: fewer datasets)",
                      fontsize="small")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
@@ -105,7 +104,7 @@ def write_figures(df: pd.DataFrame, outdir: str | Path, *, metric: str = "macro_
         fig = Figure(figsize=(4 * ncols, 3.2 * math.ceil(max(len(datasets), 1) / ncols)))
         axes = fig.subplots(math.ceil(max(len(datasets), 1) / ncols), ncols, squeeze=False).ravel()
         for ax, dataset in zip(axes, datasets):
-            plot_ratio_curves(ax, ratio_points(long, dataset), style, reference_methods)
+            plot_ratio_curves(ax, ratio_points(long, dataset), style)
             ax.set_title(dataset)
             ax.set_ylabel(f"test {name} (%)")
         for ax in axes[len(datasets):]:

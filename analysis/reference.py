@@ -24,3 +24,11 @@ def dataset_statuses(statuses: dict[str, str] | None = None, path: str | Path | 
     """Dataset -> status (confirmed / likely / stand-in / ...): the reference file's defaults,
     overridden by ``statuses`` (e.g. the dataset registry's)."""
     return {**(_read(path).get("datasets") or {}), **(statuses or {})}
+
+
+def paper_method(reference: pd.DataFrame | None = None) -> str:
+    """The benchmark method the paper's numbers are for (the one method of the reference file)."""
+    methods = (load_reference() if reference is None else reference)["method"].dropna().unique()
+    if len(methods) != 1:
+        raise ValueError(f"the paper reference must name exactly one method, found {sorted(methods)}")
+    return str(methods[0])

@@ -80,6 +80,10 @@ def table_sections(tables_dir: Path, base: Path) -> list[str]:
         files = [f"[{p.name}]({_link(p, base)})" for p in sorted(tables_dir.glob(f"{md.stem}*"))
                  if p.suffix in (".csv", ".tex")]
         lines += [f"### {md.stem}", "", md.read_text().rstrip(), "", "Files: " + ", ".join(files), ""]
+    stems = {md.stem for md in tables_dir.glob("*.md")}
+    others = [f"[{p.name}]({_link(p, base)})" for p in sorted(tables_dir.glob("*.csv"))
+              if not any(p.stem == s or p.stem.startswith(f"{s}_") for s in stems)]
+    lines += ["Other files: " + ", ".join(others), ""] if others else []
     return lines or ["No tables."]
 
 
@@ -95,16 +99,17 @@ def image_sections(folder: Path, base: Path) -> list[str]:
 
 
 def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None, rebuild: bool = False,
-                 datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None) -> Path:
+                 datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None,
+                 order: Sequence[str] = ()) -> Path:
     """Write ``<results>/report.md`` (tables / figures are generated first if missing or ``rebuild``)."""
     results = Path(results_dir)
     runs = Path(runs_dir) if runs_dir else results / "runs"
     tables, figures, sparsity = results / "tables", results / "figures", results / "sparsity"
     df = load_runs(runs if runs.exists() else [])
     if rebuild or not tables.exists():
-        write_tables(df, tables, datasets=datasets, statuses=statuses)
+        write_tables(df, tables, datasets=datasets, statuses=statuses, order=order)
     if rebuild or not figures.exists():
-        write_figures(df, figures, datasets=datasets)
+        write_figures(df, figures, datasets=datasets, order=order)
     lines = [
         "# shpeft-bench report", "",
         f"Results from `{_link(runs, results)}/`. Metrics are test-set percentages; "

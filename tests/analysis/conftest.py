@@ -33,13 +33,14 @@ def run_json(dataset: str, method: str, ratio: float | None, seed: int, achieved
     result = {
         "schema": 1, "status": status, "error": None if status == "ok" else f"{status}: loss is NaN\nTraceback ...",
         "config": {"dataset": dataset, "backbone": BACKBONE, "method": method, "ratio": ratio, "seed": seed,
-                   "epochs": 2, "batch_size": 8, "lr": 1e-3, "identity": {"dataset": dataset}},
+                   "epochs": 2, "batch_size": 8, "lr": None},
         "budget": {"target_ratio": ratio, "achieved_ratio": achieved, "trainable": 10, "backbone_params": 1000,
                    "head_params": 20, "knob": "rank", "knob_value": 1, "reachable": status != "unreachable",
                    "note": ""},
         "provenance": {"versions": {"torch": "2.14.1"}, "git_commit": "abc1234", "git_dirty": False,
                        "device": "cpu", "hostname": "box", "python": "3.12", "started": f"2026-11-2{seed}T00:00:00"},
     }
+    result["config"]["identity"] = dict(result["config"])
     if status == "ok":
         metric = {"macro_f1": f1, "accuracy": f1 + ACC_OFFSET, "balanced_accuracy": f1, "macro_auc": 0.9,
                   "per_class_f1": [f1, f1]}

@@ -1,6 +1,7 @@
 import pytest
+from matplotlib.figure import Figure
 
-from analysis.figures import ratio_points, write_figures
+from analysis.figures import plot_ratio_curves, ratio_points, styles, write_figures
 from analysis.results import load_runs
 from analysis.tables import summarize
 
@@ -24,3 +25,17 @@ def test_points_are_achieved_ratio_and_average_over_datasets(runs_dir):
 
 def test_empty_results_still_give_figures(tmp_path):
     assert all(p.exists() for p in write_figures(load_runs([]), tmp_path))
+
+
+def test_error_bars_and_bands_are_the_95_percent_intervals(runs_dir):
+    long = summarize(load_runs(runs_dir), "macro_f1")
+    points = ratio_points(long)
+    ax = Figure().subplots()
+    plot_ratio_curves(ax, points, styles(long))
+    shpeft = points[points["method"] == "shpeft"].sort_values("x")
+    bars = next(c for c in ax.containers if c.get_label() == "shpeft")
+    spans = [(seg[0][1], seg[1][1]) for seg in bars.lines[2][0].get_segments()]
+    assert spans == [pytest.approx((r.ci_low, r.ci_high)) for r in shpeft.itertuples()]
+    full = points[points["method"] == "full"].iloc[0]  # x = 1: a horizontal line with its interval as a band
+    band = next(p for p in ax.patches if p.get_y() == pytest.approx(full["ci_low"]))
+    assert band.get_height() == pytest.approx(full["ci_high"] - full["ci_low"])

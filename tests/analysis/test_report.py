@@ -16,7 +16,8 @@ def test_report_links_existing_files_and_counts_runs(runs_dir, tmp_path):
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert all((results / link).is_file() for link in links), [x for x in links if not (results / x).is_file()]
     for target in ("figures/ratio_vs_macro_f1.png", "figures/ratio_vs_macro_f1.pdf", "sparsity/overlap.png",
-                   "sparsity/overlap.csv", "tables/main_macro_f1.csv", "tables/paper_comparison.tex"):
+                   "sparsity/overlap.csv", "tables/main_macro_f1.csv", "tables/paper_comparison.tex",
+                   "tables/selected_hparams.csv", "tables/runs.csv", "tables/paired_vs_shpeft.csv"):
         assert target in links
     assert "![overlap](sparsity/overlap.png)" in text
     assert "61 result files: 50 ok, 4 failed, 6 unreachable, 1 corrupt" in text

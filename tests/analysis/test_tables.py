@@ -3,12 +3,15 @@ import statistics
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis.reference import dataset_statuses, load_reference
 from analysis.render import fmt_percent, fmt_ratio
 from analysis.results import load_runs
 from analysis.tables import (
     AVERAGE,
+    ablation_methods,
+    ablation_ratio,
     ablation_table,
     main_methods,
     main_table,
@@ -24,6 +27,14 @@ DATASETS = ["covid_ct", "chaoyang"]
 
 def ok_values(method, ratio, dataset, offset=0.0):
     return [100 * (v + offset) for v in GRID[(method, ratio)][1][dataset] if v is not None]
+
+
+def shown(values, mean=None):
+    """Brute-force cell text: mean ± sample std [Student-t 95% interval] (scipy's t.interval)."""
+    mean = statistics.mean(values) if mean is None else mean
+    std = statistics.stdev(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=std / len(values) ** 0.5)
+    return f"{mean:.1f} ± {std:.1f} [{low:.1f}, {high:.1f}]"
 
 
 def cell(long, label, dataset):
@@ -46,6 +57,8 @@ def test_cell_means_and_stds_match_hand_computation(df, metric, offset):
             values, got = ok_values(method, ratio, dataset, offset), cell(long, label, dataset)
             assert got["mean"] == pytest.approx(statistics.mean(values))
             assert got["std"] == pytest.approx(statistics.stdev(values))
+            interval = stats.t.interval(0.95, len(values) - 1, loc=got["mean"], scale=got["std"] / len(values) ** 0.5)
+            assert (got["ci_low"], got["ci_high"]) == pytest.approx(interval)
     full = cell(long, "full", AVERAGE)  # per-seed averages 75, 77, 79 (+ offset)
     assert (full["mean"], full["std"]) == (pytest.approx(77.0 + 100 * offset), pytest.approx(2.0))
     lora = cell(long, "lora (r=1e-4)", AVERAGE)  # seed 2 failed on chaoyang: std over seeds 0, 1 only
@@ -58,12 +71,14 @@ def test_main_table_text_labels_and_failed_cells(df):
     assert table.header == ["Method", "Trainable", "covid_ct", "chaoyang", AVERAGE]
     rows = {r[0].text: [c.text for c in r[1:]] for r in table.rows}
     assert "shpeft-ts (r=1e-4)" not in rows  # ablation-only variants live in the ablation table
-    assert rows["full"] == ["100%", "82.0 ± 2.0", "72.0 ± 2.0", "77.0 ± 2.0"]
+    assert rows["full"] == ["100%", shown([80, 82, 84]), shown([70, 72, 74]), shown([75, 77, 79])]
     assert rows["linear"][0] == "0%"
-    assert rows["lora (r=1e-4)"] == ["0.011%", "83.0 ± 2.0", "72.0 ± 1.4 (2/3)", "77.5 ± 1.4"]
+    # seed 2 failed on chaoyang: the Average's std and interval are over the per-seed averages of seeds 0, 1
+    assert rows["lora (r=1e-4)"] == ["0.011%", shown([81, 83, 85]), shown([71, 73]) + " (2/3)",
+                                     shown([76, 78], mean=77.5)]
     assert rows["lora (native)"][0] == "0.3%"
     assert rows["lora (r=1e-3)"][1:] == ["corrupt", "—", "—"]
-    assert rows["spt (r=1e-4)"] == ["0.01%", "failed", "61.0 ± 1.0", "61.0 ± 1.0*"]
+    assert rows["spt (r=1e-4)"] == ["0.01%", "failed", shown([60, 61, 62]), shown([60, 61, 62]) + "*"]
     assert rows["vpt-deep (r=1e-5)"][1:3] == ["n/a (unreachable)", "n/a (unreachable)"]
 
 
@@ -123,18 +138,27 @@ def test_reference_data():
     assert dataset_statuses({"busi": "likely"}) == {"covid_ct": "confirmed", "chaoyang": "confirmed", "busi": "likely"}
 
 
-def test_ablation_rows_are_kind_by_estimator(df):
+def test_ablation_rows_are_the_paper_method_and_its_variants_at_their_ratio(df):
     long, table = ablation_table(df, "macro_f1", DATASETS)
-    assert [[c.text for c in r[:3]] for r in table.rows] == [
-        ["task-specific", "L1", "1e-4"], ["task-agnostic", "L2", "1e-4"], ["hybrid", "L1", "1e-4"]]
+    assert [[c.text for c in r[:2]] for r in table.rows] == [
+        ["shpeft", "1e-4"], ["shpeft-ta-l2", "1e-4"], ["shpeft-ts", "1e-4"]]
     ts = cell(long, "shpeft-ts (r=1e-4)", "covid_ct")
     assert ts["mean"] == pytest.approx(71.0) and ts["std"] == pytest.approx(1.0)
     assert cell(long, "shpeft (r=1e-4)", "covid_ct")["best"]
+    _, table = ablation_table(df, "macro_f1", DATASETS, order=["shpeft-ts", "shpeft"])
+    assert [r[0].text for r in table.rows] == ["shpeft-ts", "shpeft", "shpeft-ta-l2"]
 
 
-def test_ablation_variant_names_are_a_parameter(df):
-    _, table = ablation_table(df, "macro_f1", DATASETS, variants={"shpeft-ts": ("ts", "l1"), "lora": ("x", "y")})
-    assert [r[0].text for r in table.rows] == ["ts", "x"]
+def test_ablation_methods_and_ratio_come_from_the_runs(tmp_path):
+    root = tmp_path / "runs"
+    for method, ratio in [("m", 1e-3), ("m", 1e-2), ("m", None), ("m-a", 1e-2), ("m-b", 1e-2), ("mx", 1e-3)]:
+        write(root, run_json("d", method, ratio, 0, ratio or 1e-4, 0.5))
+    df = load_runs(root)
+    assert ablation_methods(df, "m") == ["m", "m-a", "m-b"]  # 'mx' is another method
+    assert ablation_ratio(df, "m") == 1e-2  # where the variants ran
+    assert ablation_ratio(df[df["method"].isin(["m", "mx"])], "m") is None  # no variants: m's native size
+    assert ablation_ratio(df[(df["method"] == "m") & df["ratio"].notna()], "m") == 1e-3  # tie: the smallest
+    assert set(main_methods(df, "m")["method"]) == {"m", "mx"}
 
 
 def test_write_tables_files_parse(df, tmp_path):
@@ -142,11 +166,17 @@ def test_write_tables_files_parse(df, tmp_path):
     names = {p.name for p in paths}
     for stem in ("main_macro_f1", "main_accuracy", "ablation_macro_f1", "ablation_accuracy"):
         assert {f"{stem}.csv", f"{stem}_long.csv", f"{stem}.md", f"{stem}.tex"} <= names
-    assert {"paper_comparison.csv", "paper_comparison.md", "paper_comparison.tex", "runs.csv"} <= names
+    assert {"paper_comparison.csv", "paper_comparison.md", "paper_comparison.tex", "runs.csv",
+            "selected_hparams.csv", "paired_vs_shpeft.csv", "paired_vs_shpeft.md", "paired_vs_shpeft.tex"} <= names
+    paired = {line.split(" | ")[0]: line for line in (tmp_path / "paired_vs_shpeft.md").read_text().splitlines()}
+    diffs = [-2, -1, 0, -8, -7]  # lora − shpeft at 1e-4: covid_ct seeds 0-2, chaoyang seeds 0-1 (seed 2 failed)
+    low, high = stats.t.interval(0.95, 4, loc=statistics.mean(diffs), scale=statistics.stdev(diffs) / 5 ** 0.5)
+    assert paired["| lora (r=1e-4)"].endswith(f"| 1e-4 | 5 | {statistics.mean(diffs):+.1f} [{low:+.1f}, {high:+.1f}] |")
     assert all(p.exists() and p.stat().st_size for p in paths)
 
     wide = pd.read_csv(tmp_path / "main_macro_f1.csv").set_index("label")
     assert wide.loc["full", "covid_ct_mean"] == pytest.approx(82.0)
+    assert wide.loc["full", "covid_ct_ci_high"] == pytest.approx(82.0 + stats.t.ppf(0.975, 2) * 2 / 3 ** 0.5)
     assert wide.loc["full", "trainable_pct"] == pytest.approx(100.0)
     long = pd.read_csv(tmp_path / "main_accuracy_long.csv")
     assert set(long["dataset"]) == {*DATASETS, AVERAGE} and long["best"].dtype == bool
@@ -157,14 +187,14 @@ def test_write_tables_files_parse(df, tmp_path):
     md = (tmp_path / "main_macro_f1.md").read_text().splitlines()
     rows = [line for line in md if line.startswith("|")]
     assert len({line.count(" | ") for line in rows[2:] + rows[:1]}) == 1
-    assert any("**86.0 ± 1.0**" in line and line.startswith("| shpeft (r=1e-3)") for line in rows)
+    assert any("**86.0 ± 1.0 [83.5, 88.5]**" in line and line.startswith("| shpeft (r=1e-3)") for line in rows)
     assert sum("**" in line for line in rows) == 2  # shpeft r=1e-3 (covid_ct, Average), shpeft r=1e-4 (chaoyang)
 
     tex = (tmp_path / "main_macro_f1.tex").read_text()
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
     body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
     assert len(body) == 9 and all(re.sub(r"\\&", "", line).count("&") == 4 for line in body)
-    assert r"\textbf{86.0 $\pm$ 1.0}" in tex and r"covid\_ct" in tex and r"0.011\%" in tex
+    assert r"\textbf{86.0 $\pm$ 1.0 [83.5, 88.5]}" in tex and r"covid\_ct" in tex and r"0.011\%" in tex
 
 
 def test_empty_results_do_not_crash(tmp_path):

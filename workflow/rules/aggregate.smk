@@ -1,5 +1,6 @@
 # Every finished cell of a study -> the paper's tables (macro-F1 and accuracy, the comparison
-# with the paper's reported numbers, the ablations) as CSV, Markdown and LaTeX.
+# with the paper's reported numbers, the ablations; 95% intervals over seeds), the paired
+# differences to SH-PEFT and the learning rates chosen on validation, as CSV, Markdown and LaTeX.
 
 
 rule dataset_statuses:
@@ -28,8 +29,10 @@ rule aggregate_tables:
         python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
         backbone=lambda wc: STUDIES[wc.out]["backbone"],
+        order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
     conda:
         ENV
     shell:
         "{params.python} -m analysis tables --runs {wildcards.out}/runs --out {output}"
-        " --datasets {params.datasets} --backbone {params.backbone} --statuses {input.statuses} > {log} 2>&1"
+        " --datasets {params.datasets} --backbone {params.backbone} --order {params.order}"
+        " --statuses {input.statuses} > {log} 2>&1"

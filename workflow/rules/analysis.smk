@@ -13,11 +13,12 @@ rule draw_figures:
         python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
         backbone=lambda wc: STUDIES[wc.out]["backbone"],
+        order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
     conda:
         ENV
     shell:
         "{params.python} -m analysis figures --runs {wildcards.out}/runs --out {output}"
-        " --datasets {params.datasets} --backbone {params.backbone} > {log} 2>&1"
+        " --datasets {params.datasets} --backbone {params.backbone} --order {params.order} > {log} 2>&1"
 
 
 rule finetune_for_sparsity:
@@ -61,8 +62,9 @@ rule sparsity_analysis:
     conda:
         ENV
     shell:
-        "{params.python} -m analysis.sparsity --runs {input.runs} --states {input.states}"
-        " --out {output} --keep {params.keep} --data-root {params.root} > {log} 2>&1"
+        "({params.python} -m benchmark.sparsity --runs {input.runs} --states {input.states}"
+        " --out {output} --keep {params.keep} --data-root {params.root}"
+        " && {params.python} -m analysis sparsity --in {output}) > {log} 2>&1"
 
 
 rule write_report:
@@ -78,8 +80,9 @@ rule write_report:
     params:
         python=PYTHON,
         datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+        order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
     conda:
         ENV
     shell:
         "{params.python} -m analysis report --results {wildcards.out} --datasets {params.datasets}"
-        " --statuses {input.statuses} > {log} 2>&1"
+        " --order {params.order} --statuses {input.statuses} > {log} 2>&1"
