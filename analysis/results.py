@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmark.paths import NATIVE, lr_tag, parse_ratio_tag, ratio_tag, run_relpath
+from benchmark.paths import NATIVE, lr_tag, ratio_tag, parse_run_relpath
 
 SCHEMA = 1
 IDENTITY = ["dataset", "backbone", "method", "ratio", "seed"]
@@ -32,29 +32,6 @@ def flatten(obj: dict, prefix: str = "") -> dict:
         else:
             flat[name] = value
     return flat
-
-
-def identity_from_path(path: str | Path) -> dict:
-    """The run identity of a result file, read back from its path (for files whose JSON is unreadable).
-
-    The tail of the path is split into segments and accepted only if ``benchmark.paths.run_relpath``
-    rebuilds exactly that tail, so the layout is defined there alone."""
-    parts = PurePosixPath(Path(path).as_posix()).parts
-    for n_lr in (1, 0):  # with and without the ``lr<lr>`` segment
-        tail = parts[-(5 + n_lr):]
-        if len(tail) < 5 + n_lr:
-            continue
-        dataset, backbone, method, ratio, *lr, seed = tail
-        try:
-            identity = {"dataset": dataset, "method": method, "ratio": parse_ratio_tag(ratio.removeprefix("r")),
-                        "seed": int(seed.removeprefix("s").removesuffix(".json"))}
-            lr_value = float(lr[0].removeprefix("lr")) if lr else None
-        except ValueError:
-            continue
-        rebuilt = run_relpath(dataset, backbone, method, identity["ratio"], identity["seed"], lr=lr_value)
-        if rebuilt.parts == tail:
-            return {**identity, "backbone": backbone, **({"lr": lr_value} if lr else {})}
-    return {}
 
 
 def effective_lr(data: dict) -> float | None:
@@ -87,7 +64,7 @@ def load_run(path: str | Path) -> dict:
             raise ValueError(f"unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
     except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         return {"path": str(path), "status": "corrupt", "error": f"{type(err).__name__}: {err}",
-                **identity_from_path(path)}
+                **parse_run_relpath(path)}
     config = data["config"]
     metrics = data.get("metrics") or {}
     record = {

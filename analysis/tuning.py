@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import DEFAULT_LR
+from benchmark.selection import best_lr, run_score
 
 CELL = ["dataset", "backbone", "method", "ratio_tag"]
 SELECTION_METRIC = "val.macro_f1"
@@ -21,18 +22,18 @@ def _lr_order(tags: pd.Series) -> list[str]:
 def choose_lr(runs: pd.DataFrame) -> tuple[str | None, dict]:
     """The lr tag of one cell's runs with the best mean validation macro-F1, and the choice's record.
 
-    The rule of the DAG's own choice (``benchmark.study.select_lr``): a failed run scores 0, ties go
-    to the smaller lr. Candidates are compared on the seeds every candidate ran (the sweep seeds, when
+    The DAG's own rule (``benchmark.selection``): a failed run scores 0, ties go to the smaller lr. Candidates are compared on the seeds every candidate ran (the sweep seeds, when
     the chosen lr also ran the other seeds), or on all their seeds if they share none. None when no run
     trained (every one unreachable or unreadable)."""
     candidates = _lr_order(runs["lr_tag"])
     trained = runs[runs["status"].isin(["ok", "failed"])]
-    scores = trained[SELECTION_METRIC].where(trained["status"].eq("ok")).fillna(0.0)
+    scores = pd.Series([run_score(s, v) for s, v in zip(trained["status"], trained[SELECTION_METRIC])],
+                       index=trained.index, dtype=float)
     seeds = {lr: set(g["seed"]) for lr, g in trained.groupby("lr_tag")}
     common = set.intersection(*seeds.values()) if seeds else set()
     compared = trained["seed"].isin(common) if common else trained["seed"].notna()
     means = scores[compared].groupby(trained.loc[compared, "lr_tag"]).mean()
-    best = min(means.index, key=lambda lr: (-means[lr], candidates.index(lr))) if len(means) else None
+    best = best_lr(means.to_dict(), order=candidates.index) if len(means) else None
     chosen = runs[(runs["lr_tag"] == best) & runs["status"].eq("ok")]
     return best, {
         "lr": best, "val_macro_f1_mean": chosen[SELECTION_METRIC].mean() * 100, "n_seeds": len(chosen),

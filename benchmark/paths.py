@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 NATIVE = "native"  # the ratio tag of a method's own size
 READY = "READY"  # written last into a finished cache folder
@@ -79,3 +79,25 @@ def run_relpath(
     if lr is not None:
         folder = folder / f"lr{lr_tag(lr)}"
     return folder / f"s{seed}.json"
+
+
+def parse_run_relpath(path: str | Path) -> dict:
+    """The run identity (dataset tag, backbone tag, method, ratio, seed, lr) of a result file, read back
+    from its path; {} if the path is not a run path. Accepted only if :func:`run_relpath` rebuilds
+    exactly that tail, so the layout is defined there alone."""
+    parts = PurePosixPath(Path(path).as_posix()).parts
+    for n_lr in (1, 0):  # with and without the ``lr<lr>`` segment
+        tail = parts[-(5 + n_lr):]
+        if len(tail) < 5 + n_lr:
+            continue
+        dataset, backbone, method, ratio, *lr, seed = tail
+        try:
+            identity = {"dataset": dataset, "method": method, "ratio": parse_ratio_tag(ratio.removeprefix("r")),
+                        "seed": int(seed.removeprefix("s").removesuffix(".json"))}
+            lr_value = float(lr[0].removeprefix("lr")) if lr else None
+        except ValueError:
+            continue
+        rebuilt = run_relpath(dataset, backbone, method, identity["ratio"], identity["seed"], lr=lr_value)
+        if rebuilt.parts == tail:
+            return {**identity, "backbone": backbone, **({"lr": lr_value} if lr else {})}
+    return {}

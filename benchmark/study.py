@@ -21,6 +21,7 @@ import baselines
 from benchmark import data
 from benchmark.config import ConfigError, from_flat, validate_values
 from benchmark.paths import NATIVE, lr_tag, parse_ratio_tag, run_relpath
+from benchmark.selection import SELECTION_METRIC, best_lr, run_score
 
 STUDY_SETTINGS = ("n_per_class", "calib_images")  # RunConfig fields a study may set under `train:`
 
@@ -119,18 +120,18 @@ def sweep_inputs(study: Mapping[str, Any], dataset: str, method: str, ratio: str
             for s in sweep_seeds(study) for lr in sweep_lrs(study, method)]
 
 
-def select_lr(results: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, float]]:
-    """The learning rate with the best mean validation macro-F1 over a sweep's runs (ties: the smaller
-    lr) and every candidate's mean; a failed run counts as 0. When every run is ``unreachable`` the lr
-    does not matter (nothing trains): the smallest is returned with no means."""
+def select_lr(results: Sequence[Mapping[str, Any]]) -> tuple[float, dict[float, float]]:
+    """The learning rate of a sweep's runs with the best mean validation macro-F1 (benchmark.selection's
+    rule) and every candidate's mean. When every run is ``unreachable`` the lr does not matter (nothing
+    trains): the smallest is returned with no means."""
     if all(r.get("status") == "unreachable" for r in results):
         return min(r["hparams"]["lr"] for r in results), {}
     scores: dict[float, list[float]] = {}
     for r in results:
-        ok = r.get("status") == "ok"
-        scores.setdefault(r["hparams"]["lr"], []).append(r["metrics"]["val"]["macro_f1"] if ok else 0.0)
+        val = r.get("metrics", {}).get("val", {}).get(SELECTION_METRIC)
+        scores.setdefault(r["hparams"]["lr"], []).append(run_score(r.get("status"), val))
     means = {lr: sum(v) / len(v) for lr, v in scores.items()}
-    return min(means, key=lambda lr: (-means[lr], lr)), means
+    return best_lr(means), means
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,7 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from analysis.results import identity_from_path, load_runs
+from analysis.results import load_runs
+from benchmark.paths import parse_run_relpath
 from analysis.tables import write_tables
 from analysis.tuning import select_lr
 from benchmark.paths import run_relpath
@@ -91,7 +92,7 @@ def test_ties_go_to_the_smaller_lr_and_a_failed_run_scores_zero(tmp_path):
 
 def test_identity_from_an_lr_path():
     path = "x/results/runs" / run_relpath("d", BACKBONE, "lora", 1e-2, 3, lr=1e-3)
-    assert identity_from_path(path) == {"dataset": "d", "backbone": BACKBONE, "method": "lora", "ratio": 1e-2,
+    assert parse_run_relpath(path) == {"dataset": "d", "backbone": BACKBONE, "method": "lora", "ratio": 1e-2,
                                         "seed": 3, "lr": 1e-3}
-    assert identity_from_path(path.parent.parent / "s3.json")["ratio"] == 1e-2
-    assert identity_from_path("x/y/s0.json") == {}
+    assert parse_run_relpath(path.parent.parent / "s3.json")["ratio"] == 1e-2
+    assert parse_run_relpath("x/y/s0.json") == {}
