@@ -10,7 +10,7 @@ rule dataset_statuses:
         "{out}/logs/datasets.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
     conda:
         ENV
     shell:
@@ -27,7 +27,7 @@ rule aggregate_tables:
         "{out}/logs/tables.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
         backbone=lambda wc: STUDIES[wc.out]["backbone"],
         order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
     conda:

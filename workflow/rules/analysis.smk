@@ -11,7 +11,7 @@ rule draw_figures:
         "{out}/logs/figures.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
         backbone=lambda wc: STUDIES[wc.out]["backbone"],
         order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
     conda:
@@ -79,7 +79,7 @@ rule write_report:
         "{out}/logs/report.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: " ".join(STUDIES[wc.out]["datasets"]),
+        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
         order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
     conda:
         ENV

@@ -62,6 +62,11 @@ def data_marker(study, tag):
     return str(ready_marker(DATA_ROOT, DATASETS[tag], study["image_size"]))
 
 
+def dataset_list(study):
+    """A study's dataset names as shell words (a folder:<path> name may hold spaces)."""
+    return " ".join(shlex.quote(d) for d in study["datasets"])
+
+
 def dataset_arg(wc):
     return shlex.quote(DATASETS[wc.dataset])
 
