@@ -52,9 +52,11 @@ class RunConfig:
     seed: int = 0
     epochs: int = 20
     batch_size: int = 64
-    lr: float | None = None  # None = the method's default (baselines registry) x lr_scale
+    lr: float | None = None  # None = the method's recipe (baselines registry) x lr_scale
+    head_lr: float | None = None  # None = the method's recipe x lr_scale
     lr_scale: float = 1.0
-    weight_decay: float = 0.05
+    weight_decay: float | None = None  # None = the method's recipe
+    drop_path: float | None = None  # None = the method's recipe
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
     image_size: int | None = None  # None = the backbone's input size
@@ -172,23 +174,31 @@ def run(cfg: RunConfig) -> dict:
     calib = batches("train")
     n_calib = max(1, -(-cfg.calib_images // cfg.batch_size))
     calib_batches = [b for _, b in zip(range(n_calib), calib)]
+    recipe = method.recipe
     train_cfg = TrainConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=method.lr * cfg.lr_scale if cfg.lr is None else cfg.lr,
-        weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip,
+        epochs=cfg.epochs, batch_size=cfg.batch_size,
+        lr=recipe.lr * cfg.lr_scale if cfg.lr is None else cfg.lr,
+        head_lr=recipe.head_lr * cfg.lr_scale if cfg.head_lr is None else cfg.head_lr,
+        weight_decay=recipe.weight_decay if cfg.weight_decay is None else cfg.weight_decay,
+        drop_path=recipe.drop_path if cfg.drop_path is None else cfg.drop_path,
+        warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip,
         augment=cfg.augment, compile=cfg.compile, progress=cfg.progress,
     )
+    result["recipe"] = recipe.asdict()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
         prepare_start = time.perf_counter()
-        prepared = baselines.prepare(cfg.method, model, cfg.ratio, calib_batches)
+        prepared = baselines.prepare(method, model, cfg.ratio, calib_batches)
         prepare_s = time.perf_counter() - prepare_start
         result["budget"] = prepared.budget()
+        result["hparams"] = {**dataclasses.asdict(train_cfg), **prepared.hparams}
         if not prepared.reachable:
             result.update(status="unreachable", error=prepared.note)
             write_json_atomic(result, path)
             return result
-        fitted = fit(prepared.model, batches("train", train=True, seed=cfg.seed), batches("val"), train_cfg, num_classes)
+        fitted = fit(prepared.model, batches("train", train=True, seed=cfg.seed), batches("val"), train_cfg, num_classes,
+                     no_decay=prepared.no_decay)
     except (NonFiniteLossError, shpeft.NonFiniteError) as err:  # recorded, so a DAG goes on
         result.update(status="failed", error=f"{type(err).__name__}: {err}",
                       perf={"wall_s": time.perf_counter() - started, **peak_memory(device)})
@@ -229,8 +239,11 @@ HELP = {
     "method": "PEFT method from the baselines registry",
     "backbone": "backbone name (clip_vit_b16, tiny_vit, timm:<name>, ...)",
     "ratio": "target trainable ratio of backbone weights in (0, 1], or 'native' for the method's own size",
-    "lr": "learning rate (default: the method's default x --lr-scale)",
-    "lr_scale": "multiply every method's default learning rate (e.g. for a small random-init model)",
+    "lr": "learning rate of the method's parameters (default: the method's recipe x --lr-scale)",
+    "head_lr": "learning rate of the classification head (default: the method's recipe x --lr-scale)",
+    "lr_scale": "multiply every method's recipe learning rates (e.g. for a small random-init model)",
+    "weight_decay": "AdamW weight decay (default: the method's recipe); never on biases, norms, prompts",
+    "drop_path": "stochastic depth rate of the last block (default: the method's recipe)",
     "image_size": "input size (default: the backbone's)",
     "n_per_class": "use only this many training images per class (data-scarce setting)",
     "checkpoint": "local weights file for the backbone (offline use)",

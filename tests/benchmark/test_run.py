@@ -101,19 +101,13 @@ def test_a_dropped_in_method_file_runs_by_name(data_root, tmp_path):
     path = REPO / "baselines" / "zz_toy_norm_tuning.py"
     path.write_text(textwrap.dedent('''
         """Toy method for the drop-in test: LayerNorm affine parameters + head."""
-        from torch import nn
-
-        from .registry import PeftMethod, freeze_all_but_head, register
+        from .registry import PeftMethod, register, train_only
 
 
         @register("toy-norm")
         class ToyNorm(PeftMethod):
-            def apply(self, model, knob, calib):
-                freeze_all_but_head(model)
-                for m in model.modules():
-                    if isinstance(m, nn.LayerNorm):
-                        m.requires_grad_(True)
-                return model
+            def attach(self, model, knob, calib):
+                return train_only(model, lambda name: "norm" in name)
     '''))
     try:
         out = tmp_path / "toy.json"
