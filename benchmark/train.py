@@ -159,7 +159,8 @@ def param_groups(
             continue
         is_head, decays = in_modules(name, head), name not in no_decay
         group = groups.setdefault((is_head, decays), {
-            "params": [], "names": [], "lr": head_lr if is_head else lr, "weight_decay": weight_decay if decays else 0.0,
+            "params": [], "names": [], "lr": head_lr if is_head else lr,
+            "weight_decay": weight_decay if decays else 0.0,
         })
         group["params"].append(p)
         group["names"].append(name)
