@@ -22,6 +22,7 @@ from shpeft import num_backbone_parameters, trainable_report
 TOLERANCE = 0.10  # relative distance between achieved and target ratio that still counts as matched
 HEAD = ("head",)  # the classification head: always trained, never counted in the ratio
 
+TOKENS = ("cls_token", "reg_token", "dist_token", "pos_embed")  # timm ViT's no_weight_decay() set
 HEAD_LR = 1e-2  # the fresh head's learning rate: chosen on validation macro-F1 (docs/method.md, Baselines)
 
 _REGISTRY: dict[str, PeftMethod] = {}
@@ -57,7 +58,7 @@ class PeftMethod:
     native: ClassVar[Any] = None  # knob value of the method's own paper (used when ratio=None)
     needs_data: ClassVar[bool] = False  # attach() reads the calibration loader
     recipe: ClassVar[Recipe] = Recipe()  # training settings of the method's reference code
-    no_decay_names: ClassVar[tuple[str, ...]] = ()  # multi-dim trainable tensors kept out of weight decay
+    no_decay_names: ClassVar[tuple[str, ...]] = TOKENS  # multi-dim trainable tensors kept out of weight decay
     name: str = ""  # set by register()
 
     def attach(self, model: nn.Module, knob: Any, calib: Iterable | None) -> nn.Module:
@@ -71,7 +72,7 @@ class PeftMethod:
 
     def no_decay(self, name: str, param: nn.Parameter) -> bool:
         """Whether the trainable ``param`` is kept out of weight decay: every 1-D tensor (biases,
-        norm affines, sparse deltas) and the names in ``no_decay_names`` (prompts, tokens)."""
+        norm affines, sparse deltas) and the names in ``no_decay_names`` (tokens, prompts)."""
         return param.ndim <= 1 or name.rpartition(".")[2] in self.no_decay_names
 
     def default_knob(self, model: nn.Module, backbone: int) -> Any:

@@ -36,13 +36,13 @@ from .shpeft import SparseImportanceTuning
 
 NATIVE_RATIO = 5e-3  # ~0.43M of ViT-B/16's 85.8M; SPT sweeps 0.2M-1.0M (configs/*_spt_lora.sh)
 SENSITIVITY_IMAGES = 512  # SPT: --sensitivity_batch_num 16 x --batch-size 32
-TOKENS = ("cls_token",)  # trained whole, as in SPT's code
+SPT_TOKENS = ("cls_token",)  # trained whole, as in SPT's code (kept out of weight decay, as every token)
 LORA_DROPOUT = 0.1  # SPT's LoRA: no scaling (alpha = r), dropout 0.1 on its input
 
 
 def token_count(model: nn.Module) -> int:
     """Parameters of the trained tokens ``model`` has (a timm ViT without a class token has none)."""
-    return sum(p.numel() for n, p in model.named_parameters() if n in TOKENS)
+    return sum(p.numel() for n, p in model.named_parameters() if n in SPT_TOKENS)
 
 
 def lora_costs(model: nn.Module, names: Iterable[str], rank: int) -> dict[str, int]:
@@ -83,7 +83,6 @@ def structured_matrices(scores: Mapping[str, Tensor], costs: Mapping[str, int], 
 class SPTLoRA(SparseImportanceTuning):
     """SPT with LoRA as the structured module (SPT-LoRA); knob k = trainable backbone weights."""
 
-    no_decay_names = TOKENS
     recipe = Recipe(source="SPT (ziplab/SPT) ViT-B VTAB-1k: AdamW lr 1e-3, wd 1e-4, drop-path 0.1")
 
     def __init__(self, rank: int = 8, alpha: float = 10.0):
@@ -92,7 +91,7 @@ class SPTLoRA(SparseImportanceTuning):
 
     def hparams(self) -> dict[str, Any]:
         return {"rank": self.rank, "alpha": self.alpha, "lora_scale": 1.0, "lora_dropout": LORA_DROPOUT,
-                "tokens": list(TOKENS), "sensitivity_images": SENSITIVITY_IMAGES}
+                "tokens": list(SPT_TOKENS), "sensitivity_images": SENSITIVITY_IMAGES}
 
     def default_knob(self, model: nn.Module, backbone: int) -> int:
         return num_selected(NATIVE_RATIO, backbone)
@@ -126,7 +125,7 @@ class SPTLoRA(SparseImportanceTuning):
         if n_sparse > 0:
             shpeft.apply(model, shpeft.select(rest, n_sparse / backbone, total=backbone), train_extra=HEAD)
         for name, p in model.named_parameters():
-            if ".lora_" in name or name in TOKENS:
+            if ".lora_" in name or name in SPT_TOKENS:
                 p.requires_grad_(True)
         return model
 

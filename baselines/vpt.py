@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import PeftMethod, Recipe, freeze_all_but_head, register
+from .registry import TOKENS, PeftMethod, Recipe, freeze_all_but_head, register
 
 MAX_PROMPTS = 200  # largest prompt length of the paper's sweep {1, 5, 10, 50, 100, 200}
 
@@ -66,7 +66,7 @@ class VisualPromptTuning(PeftMethod):
 
     knob = "prompts"
     native = 10
-    no_decay_names = ("prompts",)
+    no_decay_names = (*TOKENS, "prompts")
     recipe = Recipe(source="VPT (KMnP/vpt) prompt dropout per variant; lr/wd/drop-path: NOAH/PETL_Vision ViT-B")
 
     def __init__(self, deep: bool, dropout: float):

@@ -143,3 +143,10 @@ def test_train_only_trains_the_head_and_the_accepted_names():
     model = baselines.train_only(tiny_vit(), lambda n: n.endswith("norm1.weight"))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"blocks.0.norm1.weight", "blocks.1.norm1.weight", "head.weight", "head.bias"}
+
+
+def test_full_fine_tuning_keeps_tokens_and_vectors_out_of_decay(batch):
+    """timm's no_weight_decay() tokens and every 1-D tensor; the matrices are decayed."""
+    prepared = baselines.prepare(baselines.get("full"), tiny_vit(), None, [batch])
+    assert {"cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= prepared.no_decay
+    assert not {"blocks.0.attn.qkv.weight", "patch_embed.proj.weight"} & prepared.no_decay
