@@ -8,18 +8,24 @@ import pkgutil
 
 from .registry import (
     HEAD,
+    HEAD_LR,
     TOLERANCE,
     PeftMethod,
     Prepared,
+    Recipe,
     freeze_all_but_head,
     get,
     names,
     prepare,
     register,
+    train_only,
 )
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "registry":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["HEAD", "TOLERANCE", "PeftMethod", "Prepared", "freeze_all_but_head", "get", "names", "prepare", "register"]
+__all__ = [
+    "HEAD", "HEAD_LR", "TOLERANCE", "PeftMethod", "Prepared", "Recipe", "freeze_all_but_head", "get", "names",
+    "prepare", "register", "train_only",
+]

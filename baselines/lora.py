@@ -1,6 +1,6 @@
 """LoRA (Hu et al., ICLR 2022) through Hugging Face ``peft``.
 
-Each targeted ``nn.Linear`` W gets a trainable low-rank update (alpha / r) * B A with
+Each targeted ``nn.Linear`` W gets a trainable low-rank update s * B A(dropout(x)) with
 A: r x in, B: out x r, B = 0 at init, so the adapted model starts as the frozen one.
 ``peft.inject_adapter_in_model`` swaps those layers for ``peft`` ``LoraLayer`` wrappers in
 place: the model stays callable as ``model(images) -> logits`` and keeps ``head``; a wrapped
@@ -9,12 +9,13 @@ layer's frozen weight is renamed ``<layer>.base_layer.weight``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from torch import nn
 
 from shpeft import in_modules
 
-from .registry import HEAD, PeftMethod, freeze_all_but_head, register
+from .registry import HEAD, PeftMethod, register, train_only
 
 QKV = ("attn.qkv",)  # the fused query/key/value projection of every block (the anchors' setting)
 ALL_LINEAR = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")  # every Linear of every block
@@ -24,17 +25,27 @@ ALL_LINEAR = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")  # every Linear of 
 class LoRA(PeftMethod):
     """LoRA of rank ``rank`` on the layers named by ``targets`` (default: ``attn.qkv``).
 
-    ``alpha`` stays fixed while the rank varies, as in the LoRA paper (Sec. 4.1: "we simply
-    set alpha to the first r we try"), so the update scale alpha / r shrinks as r grows; the
-    default alpha = 8 = native rank gives scale 1 at the native rank.
+    The update scale is ``scale`` at every rank (default 1 and input dropout 0.1, as
+    PETL_Vision's LoRA), so the ratio sweep changes the size, not the step size. ``alpha``
+    switches to the LoRA paper's scale alpha / r with alpha fixed while r varies (Sec. 4.1).
     """
 
     knob = "rank"
     native = 8
 
-    def __init__(self, targets: Sequence[str] = QKV, alpha: float = 8.0) -> None:
+    def __init__(
+        self, targets: Sequence[str] = QKV, scale: float = 1.0, alpha: float | None = None, dropout: float = 0.1
+    ) -> None:
         self.targets = tuple(targets)
-        self.alpha = alpha
+        self.scale, self.alpha, self.dropout = scale, alpha, dropout
+
+    def hparams(self) -> dict[str, Any]:
+        scale = "alpha / rank" if self.alpha is not None else self.scale
+        return {"targets": list(self.targets), "scale": scale, "alpha": self.alpha, "dropout": self.dropout}
+
+    def lora_alpha(self, rank: int) -> float:
+        """peft's ``lora_alpha`` (peft scales by lora_alpha / r)."""
+        return self.alpha if self.alpha is not None else self.scale * rank
 
     def layers(self, model: nn.Module) -> dict[str, nn.Linear]:
         """The backbone ``nn.Linear`` modules whose names end with one of ``targets``."""
@@ -57,13 +68,12 @@ class LoRA(PeftMethod):
         """r * (in + out) per targeted layer (A and B; peft adds no bias by default)."""
         return knob * sum(m.in_features + m.out_features for m in self.layers(model).values())
 
-    def apply(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
+    def attach(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
         import peft  # imported on use: it pulls in transformers (~4 s), which most runs never need
 
-        config = peft.LoraConfig(r=knob, lora_alpha=self.alpha, target_modules=sorted(self.layers(model)))
+        config = peft.LoraConfig(
+            r=knob, lora_alpha=self.lora_alpha(knob), lora_dropout=self.dropout,
+            target_modules=sorted(self.layers(model)),
+        )
         model = peft.inject_adapter_in_model(config, model)
-        freeze_all_but_head(model)
-        for name, p in model.named_parameters():
-            if ".lora_" in name:
-                p.requires_grad_(True)
-        return model
+        return train_only(model, lambda name: ".lora_" in name)

@@ -3,6 +3,7 @@ importance (task-specific, task-agnostic or hybrid; L1 or L2), as k-element delt
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
@@ -23,6 +24,9 @@ class SparseImportanceTuning(PeftMethod):
         self.kind, self.estimator, self.scope, self.lam = kind, estimator, scope, lam
         self.needs_data = shpeft.SCORE_KINDS[kind].reduction(estimator) is not None
 
+    def hparams(self) -> dict[str, Any]:
+        return {"kind": self.kind, "estimator": self.estimator, "scope": self.scope, "lam": self.lam}
+
     def default_knob(self, model: nn.Module, backbone: int) -> int:
         return num_selected(PAPER_RATIO, backbone)
 
@@ -32,10 +36,10 @@ class SparseImportanceTuning(PeftMethod):
     def count(self, model: nn.Module, knob: int) -> int:
         return knob
 
-    def apply(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
+    def attach(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
         scores = shpeft.importance(model, calib, kind=self.kind, estimator=self.estimator, lam=self.lam)
         backbone = shpeft.num_backbone_parameters(model, HEAD)
-        mask = shpeft.select(scores, knob / backbone, total=backbone, scope=self.scope)
+        mask = shpeft.select(scores, k=knob, total=backbone, scope=self.scope)
         return shpeft.apply(model, mask, train_extra=HEAD)
 
 

@@ -10,6 +10,12 @@ arXiv 2303.08566; reference code github.com/ziplab/SPT, ``engine.py:get_sensitiv
 3. SPT sweeps tau and keeps the plan whose total cost is closest to the budget. Here the budget
    is exact: the LoRA set is the one at the largest tau whose cost still fits k, and the rest of k
    goes to the most sensitive weights of the other matrices.
+4. The class token is trained too, as in SPT's code, and counted in k.
+
+Named deviations from ziplab/SPT (also in docs/method.md): the candidates are the projection
+matrices only (SPT also ranks norm and bias vectors and tunes a whole vector once >= 20% of it
+is selected); the fused ``attn.qkv`` is one candidate with one LoRA (one A shared by q, k, v),
+where SPT's ViT has separate q, k and v matrices, each its own candidate.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,11 +31,18 @@ from torch import Tensor, nn
 import shpeft
 from shpeft.select import num_selected
 
-from .registry import HEAD, freeze_all_but_head, register
+from .registry import HEAD, Recipe, freeze_all_but_head, register
 from .shpeft import SparseImportanceTuning
 
 NATIVE_RATIO = 5e-3  # ~0.43M of ViT-B/16's 85.8M; SPT sweeps 0.2M-1.0M (configs/*_spt_lora.sh)
 SENSITIVITY_IMAGES = 512  # SPT: --sensitivity_batch_num 16 x --batch-size 32
+SPT_TOKENS = ("cls_token",)  # trained whole, as in SPT's code (kept out of weight decay, as every token)
+LORA_DROPOUT = 0.1  # SPT's LoRA: no scaling (alpha = r), dropout 0.1 on its input
+
+
+def token_count(model: nn.Module) -> int:
+    """Parameters of the trained tokens ``model`` has (a timm ViT without a class token has none)."""
+    return sum(p.numel() for n, p in model.named_parameters() if n in SPT_TOKENS)
 
 
 def lora_costs(model: nn.Module, names: Iterable[str], rank: int) -> dict[str, int]:
@@ -69,9 +83,15 @@ def structured_matrices(scores: Mapping[str, Tensor], costs: Mapping[str, int], 
 class SPTLoRA(SparseImportanceTuning):
     """SPT with LoRA as the structured module (SPT-LoRA); knob k = trainable backbone weights."""
 
+    recipe = Recipe(source="SPT (ziplab/SPT) ViT-B VTAB-1k: AdamW lr 1e-3, wd 1e-4, drop-path 0.1")
+
     def __init__(self, rank: int = 8, alpha: float = 10.0):
         super().__init__(kind="task_specific", estimator="l2")
         self.rank, self.alpha = rank, alpha  # SPT's --low_rank_dim and --alpha defaults
+
+    def hparams(self) -> dict[str, Any]:
+        return {"rank": self.rank, "alpha": self.alpha, "lora_scale": 1.0, "lora_dropout": LORA_DROPOUT,
+                "tokens": list(SPT_TOKENS), "sensitivity_images": SENSITIVITY_IMAGES}
 
     def default_knob(self, model: nn.Module, backbone: int) -> int:
         return num_selected(NATIVE_RATIO, backbone)
@@ -81,31 +101,31 @@ class SPTLoRA(SparseImportanceTuning):
         weights = shpeft.eligible_parameters(model)
         costs = lora_costs(model, weights, self.rank)
         most = sum(costs[n] if n in costs else p.numel() for n, p in weights.items())
-        return min(knob, most)
+        return min(knob, most + token_count(model))
 
-    def apply(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
+    def attach(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
         scores = shpeft.importance(
             model, calib, kind=self.kind, estimator=self.estimator, max_images=SENSITIVITY_IMAGES
         )
         costs = lora_costs(model, scores, self.rank)
-        lora = structured_matrices(scores, costs, knob, self.alpha)
+        budget = knob - token_count(model)  # the class token is paid first
+        lora = structured_matrices(scores, costs, budget, self.alpha)
         rest = {n: s for n, s in scores.items() if n not in lora}
-        n_sparse = min(knob - sum(costs[n] for n in lora), sum(s.numel() for s in rest.values()))
+        n_sparse = min(budget - sum(costs[n] for n in lora), sum(s.numel() for s in rest.values()))
         backbone = shpeft.num_backbone_parameters(model, HEAD)
         if lora:
             import peft  # imported on use: it pulls in transformers (~4 s)
 
-            # SPT's LoRA: no scaling (alpha = r), dropout 0.1 on its input; B = 0 at init
-            config = peft.LoraConfig(
-                r=self.rank, lora_alpha=self.rank, lora_dropout=0.1,
+            config = peft.LoraConfig(  # B = 0 at init
+                r=self.rank, lora_alpha=self.rank, lora_dropout=LORA_DROPOUT,
                 target_modules=[n.removesuffix(".weight") for n in lora],
             )
             model = peft.inject_adapter_in_model(config, model)
         freeze_all_but_head(model)
         if n_sparse > 0:
-            shpeft.apply(model, shpeft.select(rest, n_sparse / backbone, total=backbone), train_extra=HEAD)
+            shpeft.apply(model, shpeft.select(rest, k=n_sparse, total=backbone), train_extra=HEAD)
         for name, p in model.named_parameters():
-            if ".lora_" in name:
+            if ".lora_" in name or name in SPT_TOKENS:
                 p.requires_grad_(True)
         return model
 

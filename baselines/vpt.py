@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .registry import PeftMethod, freeze_all_but_head, register
+from .registry import TOKENS, PeftMethod, Recipe, freeze_all_but_head, register
 
 MAX_PROMPTS = 200  # largest prompt length of the paper's sweep {1, 5, 10, 50, 100, 200}
 
@@ -28,7 +29,7 @@ class PromptedViT(nn.Module):
     follow all prefix tokens (CLS, and register tokens if any), so timm's pooling is unchanged.
     """
 
-    def __init__(self, vit: nn.Module, length: int, deep: bool, dropout: float = 0.1):
+    def __init__(self, vit: nn.Module, length: int, deep: bool, dropout: float):
         super().__init__()
         dim, patch = vit.embed_dim, vit.patch_embed.patch_size
         sets, like = (len(vit.blocks) if deep else 1), vit.patch_embed.proj.weight
@@ -59,14 +60,20 @@ class VisualPromptTuning(PeftMethod):
     """VPT with prompt length as the knob; trainable count is ``sets * length * embed_dim``.
 
     The paper tunes the length per dataset from {1, 5, 10, 50, 100, 200}; 10 is our native
-    default for both variants. Prompt dropout 0.1 follows the paper's released configs.
+    default for both variants. Prompt dropout is the released configs': 0.1 for VPT-deep, 0.0
+    for VPT-shallow. Prompts are kept out of weight decay (as timm's tokens).
     """
 
     knob = "prompts"
     native = 10
+    no_decay_names = (*TOKENS, "prompts")
+    recipe = Recipe(source="VPT (KMnP/vpt) prompt dropout per variant; lr/wd/drop-path: NOAH/PETL_Vision ViT-B")
 
-    def __init__(self, deep: bool, dropout: float = 0.1):
+    def __init__(self, deep: bool, dropout: float):
         self.deep, self.dropout = deep, dropout
+
+    def hparams(self) -> dict[str, Any]:
+        return {"deep": self.deep, "dropout": self.dropout}
 
     def candidates(self, model: nn.Module) -> list[int]:
         return list(range(1, MAX_PROMPTS + 1))
@@ -74,10 +81,10 @@ class VisualPromptTuning(PeftMethod):
     def count(self, model: nn.Module, knob: int) -> int:
         return (len(model.blocks) if self.deep else 1) * knob * model.embed_dim
 
-    def apply(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
+    def attach(self, model: nn.Module, knob: int, calib: Iterable | None) -> nn.Module:
         freeze_all_but_head(model)
         return PromptedViT(model, knob, self.deep, self.dropout)
 
 
-register("vpt-shallow", VisualPromptTuning(deep=False))
-register("vpt-deep", VisualPromptTuning(deep=True))
+register("vpt-shallow", VisualPromptTuning(deep=False, dropout=0.0))
+register("vpt-deep", VisualPromptTuning(deep=True, dropout=0.1))

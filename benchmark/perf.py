@@ -238,7 +238,7 @@ def measure_method(name: str, cfg: PerfConfig) -> dict[str, Any]:
     batches = [random_batch(cfg, generator) for _ in range(2)]
     model = build_backbone(cfg.backbone, device)
     start = time.perf_counter()
-    prepared = baselines.prepare(name, model, method_ratio(name, cfg), batches[:1])
+    prepared = baselines.prepare(baselines.get(name), model, method_ratio(name, cfg), batches[:1])
     prepare_s = time.perf_counter() - start
     model = prepared.model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,

@@ -143,9 +143,16 @@ def calibration_sample(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
 
 
 def effective_train_config(cfg: RunConfig, method: baselines.PeftMethod) -> TrainConfig:
-    """The training settings with the learning rate resolved (the method's default x lr_scale)."""
-    lr = method.lr * cfg.train.lr_scale if cfg.train.lr is None else cfg.train.lr
-    return dataclasses.replace(cfg.train, lr=lr)
+    """The training settings with every ``None`` resolved from the method's reference recipe
+    (learning rates x lr_scale, weight decay, drop-path)."""
+    recipe, train = method.recipe, cfg.train
+    return dataclasses.replace(
+        train,
+        lr=recipe.lr * train.lr_scale if train.lr is None else train.lr,
+        head_lr=recipe.head_lr * train.lr_scale if train.head_lr is None else train.head_lr,
+        weight_decay=recipe.weight_decay if train.weight_decay is None else train.weight_decay,
+        drop_path=recipe.drop_path if train.drop_path is None else train.drop_path,
+    )
 
 
 def save_trained_state(model: torch.nn.Module, path: Path, backbone_params: int) -> None:
@@ -183,6 +190,7 @@ def run(cfg: RunConfig) -> dict:
         "schema": SCHEMA, "status": None, "error": None,
         "config": {**cfg.flat(), "identity": cfg.identity()},
         "hparams": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "progress"},
+        "recipe": method.recipe.asdict(),
         "provenance": provenance(device),
     }
     splits, info = load_splits(cfg)
@@ -199,15 +207,17 @@ def run(cfg: RunConfig) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         prepare_start = time.perf_counter()
-        prepared = baselines.prepare(cfg.method, model, cfg.ratio, list(make_batches(cfg, calib_split, model, device)))
+        prepared = baselines.prepare(method, model, cfg.ratio, list(make_batches(cfg, calib_split, model, device)))
         prepare_s = time.perf_counter() - prepare_start
         result["budget"] = prepared.budget()
+        result["hparams"].update(prepared.hparams)
         if not prepared.reachable:
             result.update(status="unreachable", error=prepared.note)
             write_json_atomic(result, path)
             return result
         train = make_batches(cfg, splits["train"], model, device, train=True, seed=cfg.seed)
-        fitted = fit(prepared.model, train, make_batches(cfg, splits["val"], model, device), train_cfg, num_classes)
+        fitted = fit(prepared.model, train, make_batches(cfg, splits["val"], model, device), train_cfg, num_classes,
+                     no_decay=prepared.no_decay)
     except (NonFiniteLossError, shpeft.NonFiniteError) as err:  # recorded, so a DAG goes on
         result.update(status="failed", error=f"{type(err).__name__}: {err}",
                       perf={"wall_s": time.perf_counter() - started, **peak_memory(device)})

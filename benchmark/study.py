@@ -89,7 +89,7 @@ def sweep_lrs(study: Mapping[str, Any], method: str) -> list[float]:
         return [float(lr_tag(lr)) for lr in sweep["lrs"][method]]
     if sweep.get("multipliers") and method not in sweep.get("exclude", []):
         scale = study.get("train", {}).get("lr_scale", 1.0)
-        return [float(lr_tag(m * baselines.get(method).lr * scale)) for m in sweep["multipliers"]]
+        return [float(lr_tag(m * baselines.get(method).recipe.lr * scale)) for m in sweep["multipliers"]]
     return []
 
 

@@ -1,11 +1,12 @@
 """The training and evaluation loop shared by every method: batches from preloaded uint8
-tensors, augmentation and normalisation on the device, AdamW + cosine schedule with warm-up,
-autocast on CUDA, gradient clipping, model selection on validation macro-F1."""
+tensors, augmentation and normalisation on the device, AdamW in parameter groups (the head at
+its own lr; no weight decay on the tensors the method names) + cosine schedule with warm-up,
+drop-path, autocast on CUDA, gradient clipping, model selection on validation macro-F1."""
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,8 +18,11 @@ from sklearn.metrics import (
     f1_score,
     roc_auc_score,
 )
+from timm.layers import DropPath
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from shpeft import in_modules
 
 
 class NonFiniteLossError(RuntimeError):
@@ -27,14 +31,17 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: the single home of every training default (the runner, its command line and
-    the DAG configs read them from here)."""
+    """How to train: the single home of every training default (the runner, its command line and the
+    DAG configs read them from here). ``None`` means the method's reference recipe
+    (``baselines.Recipe``); the runner resolves those before calling :func:`fit`."""
 
     epochs: int = 20
     batch_size: int = 64
-    lr: float | None = None  # None = the method's default learning rate x lr_scale
+    lr: float | None = None  # the method's parameters; None = recipe x lr_scale
+    head_lr: float | None = None  # the classification head; None = recipe x lr_scale
     lr_scale: float = 1.0
-    weight_decay: float = 0.05
+    weight_decay: float | None = None  # decoupled (AdamW); never on the names passed as no_decay
+    drop_path: float | None = None  # stochastic depth of the last block, linear from 0 over the blocks (timm's rule)
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
     augment: bool = True
@@ -141,20 +148,60 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def param_groups(
+    model: nn.Module, *, lr: float, head_lr: float, weight_decay: float, no_decay: Collection[str],
+    head: Sequence[str] = ("head",),
+) -> list[dict]:
+    """AdamW groups of the trainable parameters: (method | head) x (decayed | not decayed).
+
+    Each group carries ``names`` (its parameter names) for inspection; empty groups are left out.
+    """
+    groups: dict[tuple[bool, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_head, decays = in_modules(name, head), name not in no_decay
+        group = groups.setdefault((is_head, decays), {
+            "params": [], "names": [], "lr": head_lr if is_head else lr,
+            "weight_decay": weight_decay if decays else 0.0,
+        })
+        group["params"].append(p)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def set_drop_path(model: nn.Module, rate: float) -> nn.Module:
+    """Stochastic depth on every timm ``Block`` of ``model`` (found by its ``drop_path1/2``), the
+    rate rising linearly from 0 at the first block to ``rate`` at the last, as timm's
+    ``drop_path_rate``. Active in train mode only; rate 0 leaves the model unchanged."""
+    blocks = [m for m in model.modules() if hasattr(m, "drop_path1") and hasattr(m, "drop_path2")]
+    if rate == 0 or not blocks:
+        return model
+    for block, r in zip(blocks, torch.linspace(0, rate, len(blocks)).tolist()):
+        block.drop_path1 = DropPath(r) if r > 0 else nn.Identity()
+        block.drop_path2 = DropPath(r) if r > 0 else nn.Identity()
+    return model
+
+
 def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def fit(
-    model: nn.Module, train: DeviceBatches, val: DeviceBatches, cfg: TrainConfig, num_classes: int
+    model: nn.Module, train: DeviceBatches, val: DeviceBatches, cfg: TrainConfig, num_classes: int,
+    no_decay: Collection[str] = frozenset(),
 ) -> dict:
-    """Train ``model`` (its requires_grad parameters only); restore the epoch with the best
-    validation macro-F1. Returns the history, best epoch and throughput."""
+    """Train ``model`` (its requires_grad parameters only; weight decay on all but ``no_decay``);
+    restore the epoch with the best validation macro-F1. Returns the history (train loss, val
+    macro-F1 and lr per epoch), best epoch and throughput."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
     device = train.device
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    set_drop_path(model, cfg.drop_path)
+    groups = param_groups(model, lr=cfg.lr, head_lr=cfg.lr if cfg.head_lr is None else cfg.head_lr,
+                          weight_decay=cfg.weight_decay, no_decay=no_decay)
+    optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda")
     total = cfg.epochs * len(train)
     scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_epochs * len(train)), total)
     step_fn = torch.compile(model) if cfg.compile else model

@@ -39,13 +39,13 @@ def vit_b() -> torch.nn.Module:
 @pytest.mark.parametrize("name", SITES)
 def test_output_at_init_equals_frozen_model(name: str) -> None:
     x, _ = batch()
-    model = baselines.get(name).apply(tiny_vit(), 4, None).eval()
+    model = baselines.get(name).attach(tiny_vit(), 4, None).eval()
     with torch.no_grad():
         assert torch.equal(model(x), tiny_vit().eval()(x))
 
 
 def test_houlsby_adapts_each_sublayer_output_before_the_residual() -> None:
-    block = Houlsby().apply(tiny_vit(), 3, None).blocks[0]
+    block = Houlsby().attach(tiny_vit(), 3, None).blocks[0]
     randomise_adapters(block)
     x = torch.randn(2, 5, 16)
     attn, mlp = block.attn, block.mlp
@@ -57,16 +57,30 @@ def test_houlsby_adapts_each_sublayer_output_before_the_residual() -> None:
         torch.testing.assert_close(block(x), expected, rtol=0, atol=1e-6)
 
 
-def test_adaptformer_adds_a_scaled_branch_parallel_to_the_mlp() -> None:
-    block = AdaptFormer().apply(tiny_vit(), 3, None).blocks[0]
+@pytest.mark.parametrize("reads", ["residual", "normed"])
+def test_adaptformer_adds_a_scaled_branch_parallel_to_the_mlp(reads: str) -> None:
+    """Official code: the branch reads the raw residual x; the paper's Eq. 3: ln(x)."""
+    frozen = tiny_vit().blocks[0]
+    block = AdaptFormer(reads=reads).attach(tiny_vit(), 3, None).blocks[0].eval()  # eval: no dropout
     randomise_adapters(block)
+    adapter = block.mlp.adapter
     x = torch.randn(2, 5, 16)
-    mlp = block.mlp
     with torch.no_grad():
-        x1 = x + block.attn(block.norm1(x))
-        u = block.norm2(x1)
-        expected = x1 + mlp.sublayer(u) + 0.1 * mlp.adapter.up(F.relu(mlp.adapter.down(u)))
-        torch.testing.assert_close(block(x), expected, rtol=0, atol=1e-6)
+        x1 = x + frozen.attn(frozen.norm1(x))
+        u = frozen.norm2(x1)
+        branch = adapter.up(F.relu(adapter.down(x1 if reads == "residual" else u)))
+        torch.testing.assert_close(block(x), x1 + frozen.mlp(u) + 0.1 * branch, rtol=0, atol=1e-6)
+
+
+def test_adaptformer_bottleneck_drops_out_after_the_relu_in_training_only() -> None:
+    adapter = AdaptFormer().attach(tiny_vit(), 3, None).blocks[0].mlp.adapter
+    assert adapter.dropout.p == 0.1 and isinstance(adapter.act, torch.nn.ReLU)
+    assert Houlsby().attach(tiny_vit(), 3, None).blocks[0].mlp.adapter.dropout.p == 0.0
+
+
+def test_unknown_branch_input_is_rejected() -> None:
+    with pytest.raises(ValueError, match="reads must be one of"):
+        AdaptFormer(reads="input")
 
 
 @pytest.mark.parametrize("name", SITES)
@@ -75,7 +89,8 @@ def test_only_adapters_norms_and_head_train_and_backbone_stays_bit_identical(nam
     x, y = batch()
     model = tiny_vit()
     original = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model = baselines.get(name).apply(model, 2, None)
+    params = dict(model.named_parameters())  # the same objects, whatever wrapping renames them to
+    model = baselines.get(name).attach(model, 2, None)
     adapters = {
         f"blocks.{i}.{site}.adapter.{layer}.{kind}"
         for i in range(2) for site in SITES[name] for layer in ("down", "up") for kind in ("weight", "bias")
@@ -88,10 +103,9 @@ def test_only_adapters_norms_and_head_train_and_backbone_stays_bit_identical(nam
     train_steps(model, x, y)
     for n in adapters:
         assert not torch.equal(model.get_parameter(n), before[n]), n
-    current = {n.replace(".sublayer", ""): p for n, p in model.named_parameters()}
     for n, old in original.items():
         if n not in norms and not n.startswith("head."):
-            assert torch.equal(current[n].detach(), old), n
+            assert torch.equal(params[n].detach(), old), n
 
 
 @pytest.mark.parametrize("method", [Houlsby(), Houlsby(train_norms=False), AdaptFormer()])
@@ -99,7 +113,7 @@ def test_only_adapters_norms_and_head_train_and_backbone_stays_bit_identical(nam
 def test_analytic_count_equals_counted(method: baselines.PeftMethod, width: int) -> None:
     model = tiny_vit()
     expected = method.count(model, width)
-    assert trainable_report(method.apply(model, width, None))["trainable_backbone"] == expected
+    assert trainable_report(method.attach(model, width, None))["trainable_backbone"] == expected
 
 
 def test_analytic_count_on_vit_b(vit_b: torch.nn.Module) -> None:
@@ -120,7 +134,7 @@ def test_analytic_count_on_vit_b(vit_b: torch.nn.Module) -> None:
     ],
 )
 def test_vit_b_budgets(vit_b: torch.nn.Module, name: str, ratio: float, width: int, reachable: bool) -> None:
-    prepared = baselines.prepare(name, copy.deepcopy(vit_b), ratio)
+    prepared = baselines.prepare(baselines.get(name), copy.deepcopy(vit_b), ratio)
     expected = 24 * bottleneck(width) + VIT_B_LN if name == "adapter" else 12 * bottleneck(width)
     assert (prepared.knob, prepared.knob_value, prepared.reachable) == ("width", width, reachable)
     assert prepared.trainable - prepared.head_params == expected

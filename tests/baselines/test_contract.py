@@ -23,7 +23,7 @@ def test_init_output_equals_frozen_backbone(name, batch):
         pytest.skip(f"{name} changes the output at init by design")
     x, y = batch
     frozen = tiny_vit().eval()
-    prepared = baselines.prepare(name, tiny_vit(), None, [batch])
+    prepared = baselines.prepare(baselines.get(name), tiny_vit(), None, [batch])
     torch.testing.assert_close(prepared.model.eval()(x), frozen(x), rtol=0, atol=1e-6)
 
 
@@ -33,7 +33,7 @@ def test_one_step_changes_only_the_methods_parameters(name, batch):
     x, y = batch
     model = tiny_vit()
     original = [(n, p, p.detach().clone()) for n, p in model.named_parameters()]
-    prepared = baselines.prepare(name, model, None, [batch])
+    prepared = baselines.prepare(baselines.get(name), model, None, [batch])
     trainable = [p for p in prepared.model.parameters() if p.requires_grad]
     assert trainable, name
     opt = torch.optim.AdamW(trainable, lr=1e-2)
@@ -49,7 +49,7 @@ def test_one_step_changes_only_the_methods_parameters(name, batch):
 
 @pytest.mark.parametrize("name", baselines.names())
 def test_budget_is_reported(name, batch):
-    prepared = baselines.prepare(name, tiny_vit(), None, [batch])
+    prepared = baselines.prepare(baselines.get(name), tiny_vit(), None, [batch])
     budget = prepared.budget()
     assert budget["backbone_params"] == sum(p.numel() for n, p in tiny_vit().named_parameters() if not n.startswith("head."))
     assert budget["achieved_ratio"] >= 0  # 0 for the linear probe; may exceed 1 on the 16-wide toy ViT for methods that add modules
@@ -63,18 +63,18 @@ def test_unknown_method_lists_registered_names():
 
 def test_ratio_outside_unit_interval_is_rejected(batch):
     with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\]"):
-        baselines.prepare("shpeft", tiny_vit(), 1.5, [batch])
+        baselines.prepare(baselines.get("shpeft"), tiny_vit(), 1.5, [batch])
 
 
 def test_fixed_size_method_reports_unreachable_ratio(batch):
-    prepared = baselines.prepare("bitfit", tiny_vit(), 1e-3, [batch])
+    prepared = baselines.prepare(baselines.get("bitfit"), tiny_vit(), 1e-3, [batch])
     assert not prepared.reachable
     assert "bitfit cannot reach ratio 0.001" in prepared.note
 
 
 def test_sparse_methods_hit_the_ratio_exactly(batch):
     for name in [n for n in baselines.names() if n.startswith("shpeft")]:
-        prepared = baselines.prepare(name, tiny_vit(), 1e-2, [batch])
+        prepared = baselines.prepare(baselines.get(name), tiny_vit(), 1e-2, [batch])
         assert prepared.trainable - prepared.head_params == round(1e-2 * prepared.backbone_params), name
         assert prepared.reachable
 
@@ -114,3 +114,39 @@ def test_every_method_matches_or_flags_each_paper_ratio_on_vit_b(name, ratio, vi
     assert within == ((name, ratio) not in UNREACHABLE_ON_VIT_B), f"{name} at {ratio}: {achieved:.3g}"
     if name.startswith("shpeft") or name == "spt":
         assert round(achieved * backbone) == round(ratio * backbone)
+
+
+@pytest.mark.parametrize("name", baselines.names())
+def test_hparams_and_recipe_are_plain_json(name, batch):
+    """The runner writes them into the result JSON as they are."""
+    import json
+
+    method = baselines.get(name)
+    prepared = baselines.prepare(method, tiny_vit(), None, [batch])
+    assert json.loads(json.dumps(prepared.hparams)) == prepared.hparams
+    recipe = method.recipe.asdict()
+    assert json.loads(json.dumps(recipe)) == recipe and recipe["source"]
+    assert recipe["lr"] > 0 and recipe["head_lr"] > 0 and recipe["weight_decay"] >= 0
+
+
+@pytest.mark.parametrize("name", baselines.names())
+def test_weight_decay_skips_every_trainable_vector_and_only_trainables(name, batch):
+    """Biases, norm affines and sparse deltas (1-D) are never decayed, nor frozen tensors listed."""
+    prepared = baselines.prepare(baselines.get(name), tiny_vit(), None, [batch])
+    trainable = {n: p for n, p in prepared.model.named_parameters() if p.requires_grad}
+    assert prepared.no_decay <= trainable.keys()
+    assert {n for n, p in trainable.items() if p.ndim <= 1} <= prepared.no_decay
+    assert "head.weight" not in prepared.no_decay
+
+
+def test_train_only_trains_the_head_and_the_accepted_names():
+    model = baselines.train_only(tiny_vit(), lambda n: n.endswith("norm1.weight"))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"blocks.0.norm1.weight", "blocks.1.norm1.weight", "head.weight", "head.bias"}
+
+
+def test_full_fine_tuning_keeps_tokens_and_vectors_out_of_decay(batch):
+    """timm's no_weight_decay() tokens and every 1-D tensor; the matrices are decayed."""
+    prepared = baselines.prepare(baselines.get("full"), tiny_vit(), None, [batch])
+    assert {"cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= prepared.no_decay
+    assert not {"blocks.0.attn.qkv.weight", "patch_embed.proj.weight"} & prepared.no_decay

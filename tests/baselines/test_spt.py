@@ -37,11 +37,11 @@ def planted(monkeypatch: pytest.MonkeyPatch) -> tuple[torch.nn.Module, torch.nn.
     """(frozen reference, SPT model with k = K) under planted sensitivities."""
     monkeypatch.setattr(shpeft, "importance", planted_scores)
     frozen = tiny_vit().eval()
-    return frozen, SPTLoRA().apply(copy.deepcopy(frozen), K, batches())
+    return frozen, SPTLoRA().attach(copy.deepcopy(frozen), K, batches())
 
 
 def test_registered_with_native_ratio() -> None:
-    prepared = baselines.prepare("spt", tiny_vit(), None, batches())
+    prepared = baselines.prepare(baselines.get("spt"), tiny_vit(), None, batches())
     assert prepared.knob == "k" and abs(prepared.achieved_ratio / NATIVE_RATIO - 1) < 0.1
 
 
@@ -51,7 +51,7 @@ def test_planted_matrix_gets_lora_others_sparse(planted) -> None:
     sparse = set(shpeft.delta_sites(model))
     assert lora == {LORA_WEIGHT.removesuffix(".weight")}
     assert sparse and LORA_WEIGHT not in sparse
-    assert shpeft.trainable_report(model)["trainable_backbone"] == K  # 384 LoRA + 66 deltas
+    assert shpeft.trainable_report(model)["trainable_backbone"] == K  # 384 LoRA + 16 cls_token + 50 deltas
 
 
 def test_init_equals_frozen_model(planted) -> None:
@@ -64,8 +64,9 @@ def test_init_equals_frozen_model(planted) -> None:
 def test_only_spt_parameters_and_head_train(planted) -> None:
     _, model = planted
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert all(".lora_" in n or n.endswith("sparse.delta") or n.startswith("head.") for n in trainable)
-    assert {"head.weight", "head.bias"} <= set(trainable)
+    assert all(".lora_" in n or n.endswith("sparse.delta") or n.startswith("head.") or n == "cls_token"
+               for n in trainable)
+    assert {"head.weight", "head.bias", "cls_token"} <= set(trainable)
 
 
 def test_one_step_moves_only_spt_parameters(planted) -> None:
@@ -82,6 +83,13 @@ def test_one_step_moves_only_spt_parameters(planted) -> None:
     assert any(".lora_B" in n for n in changed) and any(n.endswith("sparse.delta") for n in changed)
 
 
+def test_class_token_trains_without_decay_and_is_paid_from_k() -> None:
+    prepared = baselines.prepare(baselines.get("spt"), tiny_vit(), 1e-2, batches())
+    assert prepared.model.cls_token.requires_grad and "cls_token" in prepared.no_decay
+    assert prepared.trainable - prepared.head_params == round(1e-2 * prepared.backbone_params)
+    assert prepared.hparams["tokens"] == ["cls_token"] and prepared.hparams["lora_dropout"] == 0.1
+
+
 def test_no_lora_when_budget_cannot_pay_one() -> None:
     scores = planted_scores(tiny_vit())
     costs = lora_costs(tiny_vit(), scores, 8)
@@ -91,14 +99,14 @@ def test_no_lora_when_budget_cannot_pay_one() -> None:
 
 @pytest.mark.parametrize("ratio", [1e-2, 1e-1])
 def test_budget_tiny_vit(ratio: float) -> None:
-    prepared = baselines.prepare("spt", tiny_vit(), ratio, batches())
+    prepared = baselines.prepare(baselines.get("spt"), tiny_vit(), ratio, batches())
     assert prepared.reachable and abs(prepared.achieved_ratio / ratio - 1) <= baselines.TOLERANCE
 
 
 def test_budget_past_all_loras_is_unreachable() -> None:
-    prepared = baselines.prepare("spt", tiny_vit(), 0.5, batches())  # max: 8 LoRAs = 3072 of 7664
+    prepared = baselines.prepare(baselines.get("spt"), tiny_vit(), 0.5, batches())  # max: 8 LoRAs + cls of 7664
     assert not prepared.reachable and "cannot reach" in prepared.note
-    assert SPTLoRA().count(tiny_vit(), 3832) == 3072 == prepared.trainable - prepared.head_params
+    assert SPTLoRA().count(tiny_vit(), 3832) == 3072 + 16 == prepared.trainable - prepared.head_params
 
 
 @pytest.fixture(scope="module")
@@ -112,5 +120,5 @@ def vit_b() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
 def test_budget_vit_b(vit_b, ratio: float, monkeypatch: pytest.MonkeyPatch) -> None:
     model, scores = vit_b
     monkeypatch.setattr(shpeft, "importance", lambda *a, **k: {n: s.clone() for n, s in scores.items()})
-    prepared = baselines.prepare("spt", copy.deepcopy(model), ratio, [(None, None)])
+    prepared = baselines.prepare(baselines.get("spt"), copy.deepcopy(model), ratio, [(None, None)])
     assert prepared.reachable and abs(prepared.achieved_ratio / ratio - 1) <= baselines.TOLERANCE

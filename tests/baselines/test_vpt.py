@@ -26,7 +26,7 @@ def images() -> torch.Tensor:
 
 
 def adapt(name: str, vit: VisionTransformer, length: int = P) -> PromptedViT:
-    return baselines.get(name).apply(vit, length, None).eval()
+    return baselines.get(name).attach(vit, length, None).eval()
 
 
 def block_inputs(model: PromptedViT) -> list[torch.Tensor]:
@@ -98,7 +98,7 @@ def test_only_prompts_and_head_train(name: str) -> None:
     vit = tiny_vit()
     method = baselines.get(name)
     backbone = num_backbone_parameters(vit)
-    model = method.apply(vit, P, None).train()
+    model = method.attach(vit, P, None).train()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"prompts", "head.weight", "head.bias"}
     assert num_backbone_parameters(model) == backbone + model.prompts.numel()  # head excluded
@@ -136,7 +136,7 @@ def vit_b() -> VisionTransformer:
 def test_matched_ratios_on_vit_b(vit_b, name: str, ratio: float, prompts: int, reachable: bool) -> None:
     backbone = num_backbone_parameters(vit_b)
     assert backbone == 85_799_424
-    prepared = baselines.prepare(name, copy.deepcopy(vit_b), ratio)
+    prepared = baselines.prepare(baselines.get(name), copy.deepcopy(vit_b), ratio)
     per_prompt = 768 * (12 if name == "vpt-deep" else 1)
     assert prepared.knob == "prompts" and prepared.knob_value == prompts
     assert prepared.trainable == prompts * per_prompt + prepared.head_params
@@ -159,6 +159,14 @@ def test_vit_b_clip_prompt_free_path_equals_timm(vit_b) -> None:
 def test_native_size_and_registration() -> None:
     for name in ("vpt-shallow", "vpt-deep"):
         assert name in baselines.names()
-        prepared = baselines.prepare(name, tiny_vit())
+        prepared = baselines.prepare(baselines.get(name), tiny_vit())
         assert prepared.knob_value == 10 and prepared.target_ratio is None
     assert list(baselines.get("vpt-deep").candidates(tiny_vit())) == list(range(1, 201))
+
+
+@pytest.mark.parametrize(("name", "dropout"), [("vpt-shallow", 0.0), ("vpt-deep", 0.1)])
+def test_prompt_dropout_per_variant_and_prompts_out_of_weight_decay(name: str, dropout: float) -> None:
+    """The VPT configs: prompt dropout 0.1 for deep, 0 for shallow; prompts are not decayed."""
+    prepared = baselines.prepare(baselines.get(name), helpers.tiny_vit(), None)
+    assert prepared.model.prompt_dropout.p == dropout == prepared.hparams["dropout"]
+    assert "prompts" in prepared.no_decay and "head.weight" not in prepared.no_decay

@@ -27,7 +27,7 @@ def prepared(name: str) -> baselines.Prepared:
     torch.manual_seed(CFG.seed)
     model = perf.build_backbone("tiny", torch.device("cpu"))
     batch = perf.random_batch(CFG, torch.Generator().manual_seed(CFG.seed))
-    return baselines.prepare(name, model, perf.method_ratio(name, CFG), [batch])
+    return baselines.prepare(baselines.get(name), model, perf.method_ratio(name, CFG), [batch])
 
 
 def test_full_fine_tuning_is_always_measured_and_every_row_has_positive_times(rows):

@@ -27,7 +27,7 @@ def data_root(tmp_path_factory):
 def config(data_root, tmp_path, **kw):
     base = dict(
         dataset="synthetic-medmnist", method="shpeft", backbone="tiny_vit", ratio=0.01, seed=0, epochs=10,
-        batch_size=32, lr_scale=10.0, image_size=32, pretrained=False, calib_images=64,
+        batch_size=32, lr_scale=10.0, drop_path=0.0, image_size=32, pretrained=False, calib_images=64,
         data_root=str(data_root), out=str(tmp_path / "run.json"), progress=False,
     )
     return from_flat({**base, **kw})
@@ -106,19 +106,13 @@ def test_a_dropped_in_method_file_runs_by_name(data_root, tmp_path):
     path = REPO / "baselines" / "zz_toy_norm_tuning.py"
     path.write_text(textwrap.dedent('''
         """Toy method for the drop-in test: LayerNorm affine parameters + head."""
-        from torch import nn
-
-        from .registry import PeftMethod, freeze_all_but_head, register
+        from .registry import PeftMethod, register, train_only
 
 
         @register("toy-norm")
         class ToyNorm(PeftMethod):
-            def apply(self, model, knob, calib):
-                freeze_all_but_head(model)
-                for m in model.modules():
-                    if isinstance(m, nn.LayerNorm):
-                        m.requires_grad_(True)
-                return model
+            def attach(self, model, knob, calib):
+                return train_only(model, lambda name: "norm" in name)
     '''))
     try:
         out = tmp_path / "toy.json"
@@ -150,7 +144,7 @@ def test_calibration_sample_is_stratified_seeded_and_mixed():
 def test_result_records_calibration_counts_and_rerun_reproduces(data_root, tmp_path, capsys):
     first = run(config(data_root, tmp_path, epochs=1))
     assert sum(first["calibration"]["class_counts"]) == first["calibration"]["images"] == 64
-    assert first["hparams"]["lr"] == pytest.approx(baselines.get("shpeft").lr * 10.0)
+    assert first["hparams"]["lr"] == pytest.approx(baselines.get("shpeft").recipe.lr * 10.0)
     again = run(recorded_config(tmp_path / "run.json", {"out": str(tmp_path / "again.json")}))
     assert all(abs(d) < 1e-6 for *_, d in metric_differences(first, again))
     assert again["config"]["identity"] == first["config"]["identity"]

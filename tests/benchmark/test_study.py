@@ -27,7 +27,7 @@ def test_sweep_runs_each_lr_on_the_sweep_seed_and_the_chosen_lr_on_the_others():
     cells = studies.cells(s)
     linear = [c for c in cells if c.method == "linear"]
     assert sorted((c.seed, c.lr) for c in linear) == [(0, 0.01), (0, 0.1), (0, 1.0), (1, None), (2, None)]
-    lora_lr = baselines.get("lora").lr
+    lora_lr = baselines.get("lora").recipe.lr
     assert studies.sweep_lrs(s, "lora") == [float(f"{lora_lr:g}"), float(f"{10 * lora_lr:g}")]
     assert "lr0.1/s0.json" in linear[1].path(s)
     assert studies.sweep_inputs(s, "synthetic-medmnist", "lora", "0.01") == [

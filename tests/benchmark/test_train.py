@@ -7,10 +7,15 @@ from sklearn.metrics import f1_score
 
 from benchmark.train import (
     DeviceBatches,
+    TrainConfig,
     classification_metrics,
     cosine_with_warmup,
+    fit,
+    param_groups,
     random_resized_crop_flip,
+    set_drop_path,
 )
+from tests.baselines.helpers import tiny_vit
 
 
 def test_batches_normalise_on_device_and_cover_every_image_once():
@@ -66,3 +71,53 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert lrs[4] == pytest.approx(1.0) and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_param_groups_split_head_lr_and_decay_over_trainable_parameters_only():
+    model = tiny_vit()
+    model.requires_grad_(False)
+    for n in ("blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias", "head.weight", "head.bias"):
+        model.get_parameter(n).requires_grad_(True)
+    groups = param_groups(model, lr=1e-3, head_lr=1e-2, weight_decay=0.1,
+                          no_decay={"blocks.0.attn.qkv.bias", "head.bias"})
+    by_names = {tuple(g["names"]): (g["lr"], g["weight_decay"]) for g in groups}
+    assert by_names == {
+        ("blocks.0.attn.qkv.weight",): (1e-3, 0.1), ("blocks.0.attn.qkv.bias",): (1e-3, 0.0),
+        ("head.weight",): (1e-2, 0.1), ("head.bias",): (1e-2, 0.0),
+    }
+    for g in groups:
+        assert [model.get_parameter(n) for n in g["names"]] == g["params"]
+
+
+def test_drop_path_rises_linearly_over_the_blocks_and_is_off_in_eval():
+    model = set_drop_path(tiny_vit(), 0.2)
+    assert isinstance(model.blocks[0].drop_path1, torch.nn.Identity)  # rate 0 at the first block
+    assert model.blocks[1].drop_path1.drop_prob == pytest.approx(0.2) == model.blocks[1].drop_path2.drop_prob
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), tiny_vit().eval()(x))
+    assert all(isinstance(b.drop_path1, torch.nn.Identity) for b in set_drop_path(tiny_vit(), 0.0).blocks)
+
+
+def test_fit_hands_the_optimizer_head_lr_and_no_decay_groups(monkeypatch):
+    real, seen = torch.optim.AdamW, []
+
+    def spy(groups, **kwargs):
+        seen.extend({"names": g["names"], "lr": g["lr"], "weight_decay": g["weight_decay"]} for g in groups)
+        return real(groups, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    make = lambda: DeviceBatches(images, torch.arange(8) % 3, batch_size=4, device=torch.device("cpu"),  # noqa: E731
+                                 mean=(0.5,) * 3, std=(0.25,) * 3, image_size=16)
+    model = tiny_vit()
+    model.requires_grad_(False)
+    model.blocks[0].norm1.requires_grad_(True)
+    model.head.requires_grad_(True)
+    cfg = TrainConfig(epochs=1, lr=1e-3, head_lr=1e-2, weight_decay=0.5, drop_path=0.1, augment=False, progress=False)
+    fit(model, make(), make(), cfg, 3, no_decay={"blocks.0.norm1.bias", "blocks.0.norm1.weight", "head.bias"})
+    assert sorted((g["names"], g["lr"], g["weight_decay"]) for g in seen) == [
+        (["blocks.0.norm1.weight", "blocks.0.norm1.bias"], 1e-3, 0.0),
+        (["head.bias"], 1e-2, 0.0), (["head.weight"], 1e-2, 0.5),
+    ]
+    assert model.blocks[1].drop_path1.drop_prob == pytest.approx(0.1)

@@ -83,20 +83,29 @@ def data_root(tmp_path_factory):
     return root
 
 
-def test_read_only_results_root_fails_before_training(data_root, tmp_path, capsys):
-    results = tmp_path / "results"
-    results.mkdir()
-    results.chmod(0o555)
-    try:
-        if os.access(results, os.W_OK):
+@pytest.fixture(params=["read-only folder", "under a file"])
+def unwritable(request, tmp_path):
+    """A results root that cannot be written: a read-only folder (root can still write there, so for
+    root a folder below a regular file stands in for it)."""
+    if request.param == "read-only folder":
+        folder = tmp_path / "results"
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
             pytest.skip("running as a user that can write to read-only folders")
-        start = time.perf_counter()
-        with pytest.raises(SystemExit):
-            main(GOOD + ["--data-root", str(data_root), "--results-root", str(results)])
-        assert "error: --results-root: cannot write to" in capsys.readouterr().err
-        assert time.perf_counter() - start < 15
-    finally:
-        results.chmod(0o755)
+        yield folder
+        folder.chmod(0o755)
+    else:
+        (tmp_path / "a-file").write_text("")
+        yield tmp_path / "a-file" / "results"
+
+
+def test_unwritable_results_root_fails_before_training(data_root, unwritable, capsys):
+    start = time.perf_counter()
+    with pytest.raises(SystemExit):
+        main(GOOD + ["--data-root", str(data_root), "--results-root", str(unwritable)])
+    assert "error: --results-root: cannot write to" in capsys.readouterr().err
+    assert time.perf_counter() - start < 15
 
 
 def _run(data_root: Path, out: Path) -> subprocess.Popen:
