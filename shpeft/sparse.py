@@ -39,30 +39,33 @@ class RouteCosts:
     Per token, ``block`` costs ``out_features * cols * block_mac`` (the GEMM) plus ``cols * copy``
     when only some columns are touched (their gather); ``sampled`` costs ``k * sampled_delta`` (the
     dot products) plus ``(rows + cols) * copy`` (the touched gradient rows and input columns
-    transposed into the layout the kernel reads). Tokens cancel, so the choice depends on the
-    layer's shape and its deltas only. ``sampled_delta=None`` leaves only ``block``.
+    transposed into the layout the kernel reads), plus ``sampled_call`` per call (building the
+    sparse pattern). ``sampled_delta=None`` leaves only ``block``.
     """
 
     block_mac: float
     copy: float
     sampled_delta: float | None = None
+    sampled_call: float = 0.0
 
 
-# CPU: from the route microbenchmark in docs/performance.md (x86, fp32, 3152 tokens). Other devices
+# CPU: fitted to `python -m benchmark.perf.routes` (docs/performance.md; x86, fp32). Other devices
 # (CUDA): block only -- a GEMM there is far cheaper than per-delta work, and sampled_addmm has not
 # been timed on a GPU (see docs/performance.md).
-ROUTE_COSTS: dict[str, RouteCosts] = {"cpu": RouteCosts(block_mac=1.0, copy=30.0, sampled_delta=6.0)}
+ROUTE_COSTS: dict[str, RouteCosts] = {
+    "cpu": RouteCosts(block_mac=1.0, copy=30.0, sampled_delta=6.0, sampled_call=2e6),
+}
 DEFAULT_ROUTE_COSTS = RouteCosts(block_mac=1.0, copy=30.0)
 
 
-def pick_route(shape: tuple[int, int], rows: int, cols: int, k: int, device_type: str) -> str:
+def pick_route(shape: tuple[int, int], rows: int, cols: int, k: int, tokens: int, device_type: str) -> str:
     """The cheaper delta-gradient route for a weight of ``shape`` (out, in) with ``k`` deltas in
-    ``rows`` x ``cols`` of it."""
+    ``rows`` x ``cols`` of it, for an input of ``tokens`` rows."""
     out_features, in_features = shape
     costs = ROUTE_COSTS.get(device_type, DEFAULT_ROUTE_COSTS)
-    estimates = {"block": out_features * cols * costs.block_mac + (cols < in_features) * cols * costs.copy}
+    estimates = {"block": tokens * (out_features * cols * costs.block_mac + (cols < in_features) * cols * costs.copy)}
     if costs.sampled_delta is not None and not torch.compiler.is_compiling():  # compilers do not trace CSR
-        estimates["sampled"] = k * costs.sampled_delta + (rows + cols) * costs.copy
+        estimates["sampled"] = tokens * (k * costs.sampled_delta + (rows + cols) * costs.copy) + costs.sampled_call
     return min(estimates, key=estimates.__getitem__)
 
 
@@ -225,7 +228,7 @@ class SparseDeltaLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         route = self.route or pick_route(self.sparse.shape, self.delta_rows.numel(), self.delta_cols.numel(),
-                                         self.sparse.indices.numel(), x.device.type)
+                                         self.sparse.indices.numel(), x.numel() // x.shape[-1], x.device.type)
         return _SparseDeltaLinearFn.apply(
             x, self.base.weight, self.base.bias, self.sparse.delta, self.sparse.indices, route, *self.layout(),
         )

@@ -12,7 +12,7 @@ import torch
 
 import benchmark.perf
 
-from .measure import DEFAULT_RATIOS, REFERENCES, PerfConfig, run
+from .measure import CLOCKS, DEFAULT_RATIOS, REFERENCES, PerfConfig, run
 from .report import header, markdown_table, output_stem, write_outputs
 
 PROG = "python -m benchmark.perf"
@@ -36,6 +36,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=PerfConfig.steps, help="measured steps (median reported)")
     p.add_argument("--repeats", type=int, default=PerfConfig.repeats,
                    help="measure every method this many times, round-robin (steps pooled, median peak)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default=PerfConfig.clock,
+                   help="CPU timing: wall-clock, or cpu = the process's CPU time, steadier on a loaded "
+                        "machine with --threads 1 (default: %(default)s; CUDA always uses CUDA events)")
     p.add_argument("--importance-batches", type=int, default=PerfConfig.importance_batches,
                    help="batches of the timed importance pass (0: skip)")
     p.add_argument("--seed", type=int, default=PerfConfig.seed)
@@ -56,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     cfg = PerfConfig(
         backbone=args.backbone, batch_size=args.batch_size, image_size=args.image_size, device=args.device,
         dtype=args.dtype, ratios=tuple(args.ratios), matched=args.matched, compile=args.compile,
-        warmup=args.warmup, steps=args.steps, repeats=args.repeats, importance_batches=args.importance_batches,
+        warmup=args.warmup, steps=args.steps, repeats=args.repeats, clock=args.clock,
+        importance_batches=args.importance_batches,
         seed=args.seed, threads=args.threads,
     )
     methods = args.methods.split(",") if args.methods else None

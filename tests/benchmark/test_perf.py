@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import torch
 import baselines
 import shpeft
 from benchmark import perf
+from benchmark.perf import routes
+from shpeft.sparse import DELTA_GRAD_ROUTES, SparseDeltaLinear
 
 CFG = perf.PerfConfig(backbone="tiny_vit", batch_size=8, warmup=1, steps=2, importance_batches=2, ratios=(1e-2,))
 ADAM_STATE_BYTES_PER_WEIGHT = 2 * 4  # exp_avg + exp_avg_sq, float32
@@ -130,3 +133,20 @@ def test_ratio_takes_several_values_and_rejects_out_of_range_ones():
     assert perf.parse_args(["--ratio", "1e-3", "1e-2"]).ratios == [1e-3, 1e-2]
     with pytest.raises(SystemExit):
         perf.parse_args(["--ratio", "0"])
+
+
+def test_route_timing_covers_every_sparse_layer_and_every_route():
+    p = prepared("shpeft")
+    x, _ = perf.random_batch(CFG, CFG.size, torch.Generator().manual_seed(CFG.seed))
+    inputs = routes.layer_inputs(p.model, x)
+    assert set(inputs) == {n for n, m in p.model.named_modules() if isinstance(m, SparseDeltaLinear)}
+    layer, layer_x = next(iter(inputs.values()))
+    times = routes.time_routes(layer, layer_x, repeats=1)
+    assert set(times) == set(DELTA_GRAD_ROUTES) and min(times.values()) > 0
+    assert layer.route is None and layer.sparse.delta.grad is None  # left as it was found
+
+
+def test_the_cpu_clock_counts_only_the_time_this_process_runs():
+    cpu = torch.device("cpu")
+    assert perf.measure.timed_ms(lambda: time.sleep(0.05), cpu, "wall") >= 50
+    assert perf.measure.timed_ms(lambda: time.sleep(0.05), cpu, "cpu") < 25

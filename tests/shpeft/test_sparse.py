@@ -156,12 +156,17 @@ def test_routes_agree_on_a_model(tiny_vit, batches):
 
 
 def test_route_choice_follows_the_work_of_each_route():
-    # a few deltas in a wide layer: one dot product each beats the GEMM over their columns
-    assert pick_route((768, 192), rows=10, cols=10, k=10, device_type="cpu") == "sampled"
+    def pick(rows, cols, k, tokens=3152, device_type="cpu"):
+        return pick_route((768, 192), rows=rows, cols=cols, k=k, tokens=tokens, device_type=device_type)
+
+    # a few deltas in a wide layer and many tokens: one dot product each beats the GEMM over their columns
+    assert pick(10, 10, 10) == "sampled"
     # every weight is a delta: the GEMM does the same multiply-adds, faster, and needs no copies
-    assert pick_route((768, 192), rows=768, cols=192, k=768 * 192, device_type="cpu") == "block"
+    assert pick(768, 192, 768 * 192) == "block"
+    # few tokens: building the sparse pattern costs more than the small GEMM
+    assert pick(10, 10, 10, tokens=4) == "block"
     # devices without a measured sampled route use the GEMM
-    assert pick_route((768, 192), rows=10, cols=10, k=10, device_type="cuda") == "block"
+    assert pick(10, 10, 10, device_type="cuda") == "block"
 
 
 def test_unknown_route_fails_at_construction():
