@@ -20,7 +20,7 @@ from torch import Tensor
 import baselines
 from shpeft.sparse import DELTA_GRAD_ROUTES, SparseDeltaLinear, pick_route
 
-from .measure import PerfConfig, build_backbone, random_batch, timed_ms
+from .measure import CLOCKS, PerfConfig, build_backbone, random_batch, timed_ms
 
 
 def layer_inputs(model: torch.nn.Module, batch: Tensor) -> dict[str, tuple[SparseDeltaLinear, Tensor]]:
@@ -35,7 +35,7 @@ def layer_inputs(model: torch.nn.Module, batch: Tensor) -> dict[str, tuple[Spars
     return captured
 
 
-def time_routes(layer: SparseDeltaLinear, x: Tensor, repeats: int) -> dict[str, float]:
+def time_routes(layer: SparseDeltaLinear, x: Tensor, repeats: int, clock: str = "wall") -> dict[str, float]:
     """Median ms of one forward + backward of ``layer`` on ``x`` for every route."""
     grad_out = torch.randn(*x.shape[:-1], layer.base.out_features, device=x.device)
     forced = layer.route
@@ -48,7 +48,7 @@ def time_routes(layer: SparseDeltaLinear, x: Tensor, repeats: int) -> dict[str, 
             layer.sparse.delta.grad = None
 
         step()  # warm-up
-        times[route] = statistics.median(timed_ms(step, x.device) for _ in range(repeats))
+        times[route] = statistics.median(timed_ms(step, x.device, clock) for _ in range(repeats))
     layer.route = forced
     return times
 
@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="CPU timing (as python -m benchmark.perf)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|" + "---|" * (6 + len(routes)))
     totals = dict.fromkeys(["picked", "best", *routes], 0.0)
     for name, (layer, x) in layer_inputs(model, batch[0]).items():
-        times = time_routes(layer, x, args.repeats)
+        times = time_routes(layer, x, args.repeats, args.clock)
         rows, cols, k = layer.delta_rows.numel(), layer.delta_cols.numel(), layer.sparse.indices.numel()
         picked = pick_route(tuple(layer.sparse.shape), rows, cols, k, x.numel() // x.shape[-1], device.type)
         for route in routes:
