@@ -5,7 +5,7 @@ the forward pass and, in the backward pass, computes the input gradient plus the
 gradients, grad_delta[e] = sum over tokens t of grad_out[t, row_e] * x[t, col_e]: no full-size
 weight gradient and no full-size optimizer state; the forward saves only the input columns that
 the deltas touch. The delta gradient has two exact routes (:data:`DELTA_GRAD_ROUTES`), and each
-layer takes the cheaper one for its shape, number of deltas and device (:func:`pick_route`):
+layer takes the cheaper one for its shape, its deltas, the token count and the device (:func:`pick_route`):
 
 * ``sampled``: one dot product over the tokens per delta, with ``torch.sparse.sampled_addmm``
   (an SDDMM: k x tokens multiply-adds and no k x tokens temporaries; CPU);
@@ -49,7 +49,8 @@ class RouteCosts:
     sampled_call: float = 0.0
 
 
-# CPU: fitted to `python -m benchmark.perf.routes` (docs/performance.md; x86, fp32). Other devices
+# CPU: from microbenchmarks of the GEMM, the sampled_addmm kernel and transposed copies (2-core x86,
+# fp32, 3152 tokens), checked per layer with `python -m benchmark.perf.routes` (docs/performance.md). Other devices
 # (CUDA): block only -- a GEMM there is far cheaper than per-delta work, and sampled_addmm has not
 # been timed on a GPU (see docs/performance.md).
 ROUTE_COSTS: dict[str, RouteCosts] = {
@@ -203,7 +204,7 @@ class SparseDeltaLinear(nn.Module):
     """A frozen ``nn.Linear`` plus trainable deltas on k of its weights.
 
     ``route`` forces a delta-gradient route of :data:`DELTA_GRAD_ROUTES`; None (default) lets
-    :func:`pick_route` choose per call from the layer's shape, deltas and device.
+    :func:`pick_route` choose per call from the layer's shape, deltas, token count and device.
     """
 
     def __init__(self, base: nn.Linear, indices: Tensor, route: str | None = None):

@@ -169,6 +169,15 @@ def test_route_choice_follows_the_work_of_each_route():
     assert pick(10, 10, 10, device_type="cuda") == "block"
 
 
+def test_block_route_saves_the_input_itself_when_every_column_is_touched():
+    layer = SparseDeltaLinear(nn.Linear(4, 3), torch.tensor([0, 5, 10, 3]), route="block")  # columns 0-3
+    x = torch.randn(5, 4)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        layer(x)
+    assert any(t.data_ptr() == x.data_ptr() for t in saved)  # no copy
+
+
 def test_unknown_route_fails_at_construction():
     with pytest.raises(ValueError, match="unknown route"):
         SparseDeltaLinear(nn.Linear(4, 4), torch.tensor([1]), route="nope")
