@@ -18,8 +18,13 @@ relative to BitFit, LoRA and full fine-tuning of the same run (always measured, 
 sizes). On CPU every method runs in its own process (forked from a server that has imported
 torch), so memory cannot leak between methods; on CUDA peak stats are reset. ``--repeats N``
 measures every method N times, round-robin, and pools the steps (median) and the peaks
-(median). The SH-PEFT importance pass (``shpeft.importance`` over n batches) is timed per image.
+(median); ``--clock cpu`` times CPU steps with the process's CPU time (for a loaded machine).
+The SH-PEFT importance pass (``shpeft.importance`` over n batches) is timed per image.
 Results: a printed table, and CSV + Markdown under ``results/perf/``.
+
+Modules: ``measure`` (configuration, one measurement per method, repeats, ratios), ``memory``
+(the peak-memory probe), ``report`` (table, CSV, provenance header), ``cli`` (this command), and
+``routes`` (``python -m benchmark.perf.routes``: time every delta-gradient route of every sparse layer).
 """
 from .cli import main, parse_args
 from .measure import (
