@@ -1,8 +1,9 @@
 """The real `all` target end to end (not a dry run), offline: every real dataset name served in its exact
 official format from a local mirror (COVID-CT zips + split lists, BUSI zip, a MedMNIST npz behind a
 stand-in) or from local sources (Chaoyang json + images, brain MRI folders), plus a `folder:` dataset,
-with an lr sweep, through to tables, figures, sparsity and the report."""
+with an lr sweep, through to tables, figures, sparsity and the report; then the DAG is incremental."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def finished_study(tmp_path_factory):
     study = {
         "study": "offline", "output": "results/offline", "data_root": "data", "backbone": "tiny_vit",
         "pretrained": True, "image_size": 16, "datasets": [*REAL, f"folder:{folder}"],
-        "methods": {"linear": ["native"]}, "seeds": [0, 1],
+        "methods": {"linear": ["native"], "shpeft": [0.1]}, "seeds": [0, 1],
         "lr_sweep": {"seeds": [0], "lrs": {"linear": [0.01, 0.1]}},
         "train": {"epochs": 1, "batch_size": 16, "calib_images": 16, "lr_scale": 10.0},
         "sparsity": {"enabled": True, "keep_fractions": [0.1, 0.5]},
@@ -38,16 +39,25 @@ def finished_study(tmp_path_factory):
         "accept_checksum_mismatch": REAL,  # tiny files: not the published counts / md5s -> user-supplied
     }
     (work / "offline.yaml").write_text(yaml.safe_dump(study))
-    proc = subprocess.run([SNAKEMAKE, "--cores", "2", "all", "--configfile", "offline.yaml"], cwd=work,
-                          capture_output=True, text=True, timeout=1200)
+    proc = snakemake(work, "--cores", "2", "all")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return work / "results" / "offline", study
+    return work, study
+
+
+def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([SNAKEMAKE, *args, "--configfile", "offline.yaml"], cwd=work, capture_output=True,
+                          text=True, timeout=1200)
+
+
+def outputs(finished_study) -> Path:
+    return finished_study[0] / "results" / "offline"
 
 
 def test_every_cell_of_every_dataset_finished(finished_study):
-    out, study = finished_study
+    out, study = outputs(finished_study), finished_study[1]
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").rglob("*.json"))]
-    assert len(runs) == len(study["datasets"]) * (2 + 1)  # 2 sweep lrs on seed 0, the chosen lr on seed 1
+    # linear: 2 sweep lrs on seed 0 + the chosen lr on seed 1; shpeft: seeds 0 and 1
+    assert len(runs) == len(study["datasets"]) * (2 + 1 + 2)
     assert {r["status"] for r in runs} == {"ok"}
     assert {r["config"]["dataset"] for r in runs} == set(study["datasets"])
     provenance = {r["config"]["dataset"]: r["provenance"]["data"]["checksum"]["status"] for r in runs}
@@ -55,7 +65,7 @@ def test_every_cell_of_every_dataset_finished(finished_study):
 
 
 def test_the_chosen_lr_runs_on_the_other_seeds(finished_study):
-    out, _ = finished_study
+    out = outputs(finished_study)
     for chosen in (out / "selected").rglob("*.lr"):
         lr = float(chosen.read_text())
         final = json.loads((out / "runs" / chosen.relative_to(out / "selected").with_suffix("") / "s1.json").read_text())
@@ -63,8 +73,24 @@ def test_the_chosen_lr_runs_on_the_other_seeds(finished_study):
 
 
 def test_tables_figures_sparsity_and_report_exist(finished_study):
-    out, _ = finished_study
+    out = outputs(finished_study)
     report = (out / "report.md").read_text()
     assert (out / "tables" / "selected_hparams.csv").exists() and list((out / "figures").glob("*.png"))
     assert list((out / "sparsity").glob("*.csv"))
     assert "busi" in report and "covid_ct" in report
+
+
+def job_counts(dry_run: str) -> dict[str, int]:
+    stats = dry_run[dry_run.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"}
+
+
+def test_the_dag_is_incremental(finished_study):
+    """A rerun does nothing; a deleted cell reruns exactly that cell and the aggregates that read it."""
+    work = finished_study[0]
+    assert "Nothing to be done" in snakemake(work, "-n", "--cores", "2", "all").stdout
+    cell = next((outputs(finished_study) / "runs" / "busi").rglob("shpeft/r0.1/s1.json"))
+    cell.unlink()
+    plan = snakemake(work, "-n", "--cores", "2", "all")
+    assert job_counts(plan.stdout) == {"cell": 1, "aggregate_tables": 1, "draw_figures": 1, "write_report": 1, "all": 1}
+    assert snakemake(work, "--cores", "2", "all").returncode == 0 and json.loads(cell.read_text())["status"] == "ok"
