@@ -208,7 +208,8 @@ HELP = {
     "backbone": "backbone name (clip_vit_b16, tiny_vit, timm:<name>, open_clip:<arch>/<tag>)",
     "ratio": f"target trainable ratio of backbone weights in (0, 1], or '{NATIVE}' for the method's own size",
     "lr": "learning rate of the method's parameters (default: the method's recipe x --lr-scale)",
-    "head_lr": "learning rate of the classification head (default: the method's recipe x --lr-scale)",
+    "head_lr": "learning rate of the classification head (default: the method's recipe x --lr-scale, or "
+               "moved with --lr: the recipe's head/method ratio kept)",
     "lr_scale": "multiply the method's recipe learning rates (e.g. for a small random-init model)",
     "weight_decay": "AdamW weight decay (default: the method's recipe); never on biases, norms, prompts",
     "drop_path": "stochastic depth rate of the last block (default: the method's recipe)",

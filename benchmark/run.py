@@ -143,13 +143,17 @@ def calibration_sample(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
 
 
 def effective_train_config(cfg: RunConfig, method: baselines.PeftMethod) -> TrainConfig:
-    """The training settings with every ``None`` resolved from the method's reference recipe
-    (learning rates x lr_scale, weight decay, drop-path)."""
+    """The training settings with every ``None`` resolved from the method's reference recipe.
+
+    The learning rates are the recipe's x ``lr_scale``; an explicit ``lr`` moves the head's lr with it
+    (the recipe's head/method ratio kept) unless ``head_lr`` is given too, so an lr sweep also tunes
+    the head, which is all a linear probe trains."""
     recipe, train = method.recipe, cfg.train
+    scale = train.lr_scale if train.lr is None else train.lr / recipe.lr
     return dataclasses.replace(
         train,
-        lr=recipe.lr * train.lr_scale if train.lr is None else train.lr,
-        head_lr=recipe.head_lr * train.lr_scale if train.head_lr is None else train.head_lr,
+        lr=recipe.lr * scale,
+        head_lr=recipe.head_lr * scale if train.head_lr is None else train.head_lr,
         weight_decay=recipe.weight_decay if train.weight_decay is None else train.weight_decay,
         drop_path=recipe.drop_path if train.drop_path is None else train.drop_path,
     )

@@ -38,7 +38,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float | None = None  # the method's parameters; None = recipe x lr_scale
-    head_lr: float | None = None  # the classification head; None = recipe x lr_scale
+    head_lr: float | None = None  # the classification head; None = recipe x lr_scale (moved with an explicit lr)
     lr_scale: float = 1.0
     weight_decay: float | None = None  # decoupled (AdamW); never on the names passed as no_decay
     drop_path: float | None = None  # stochastic depth of the last block, linear from 0 over the blocks (timm's rule)

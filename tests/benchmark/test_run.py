@@ -148,3 +148,16 @@ def test_result_records_calibration_counts_and_rerun_reproduces(data_root, tmp_p
     again = run(recorded_config(tmp_path / "run.json", {"out": str(tmp_path / "again.json")}))
     assert all(abs(d) < 1e-6 for *_, d in metric_differences(first, again))
     assert again["config"]["identity"] == first["config"]["identity"]
+
+
+def test_an_explicit_lr_moves_the_head_lr_with_it():
+    from benchmark.run import effective_train_config
+
+    method = baselines.get("linear")
+    recipe = method.recipe
+    swept = effective_train_config(from_flat({"dataset": "d", "method": "linear", "lr": 3 * recipe.lr}), method)
+    assert swept.head_lr == pytest.approx(3 * recipe.head_lr)  # a sweep tunes the linear probe's only layer
+    fixed = effective_train_config(from_flat({"dataset": "d", "method": "linear", "lr": 1.0, "head_lr": 0.5}), method)
+    assert fixed.head_lr == 0.5
+    default = effective_train_config(from_flat({"dataset": "d", "method": "linear", "lr_scale": 2.0}), method)
+    assert (default.lr, default.head_lr) == pytest.approx((2 * recipe.lr, 2 * recipe.head_lr))
