@@ -70,6 +70,6 @@ def test_schema_train_settings_are_the_dataclass_fields():
     from_flat({"dataset": "d", "method": "m", **{k: None for k in train["properties"]}})  # every name is accepted
 
 
-@pytest.mark.parametrize("name", ["paper", "medmnist", "smoke"])
+@pytest.mark.parametrize("name", ["paper", "medmnist", "smoke", "cpu"])
 def test_shipped_configs_pass_the_checks(name):
     studies.check(yaml.safe_load((REPO / "workflow" / "config" / f"{name}.yaml").read_text()))
