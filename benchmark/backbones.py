@@ -36,6 +36,7 @@ from timm.models import get_pretrained_cfg, load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
+from baselines.registry import HEAD
 from shpeft import in_modules
 
 __all__ = [
@@ -253,7 +254,7 @@ def _timm_name(arch: str, tag: str | None) -> str:
 
 
 def _is_head(key: str) -> bool:
-    return in_modules(key, ("head",))
+    return in_modules(key, HEAD)
 
 
 def _shape(value: object) -> tuple[int, ...] | str:

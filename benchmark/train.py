@@ -22,6 +22,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from baselines.registry import HEAD
 from shpeft import in_modules
 
 
@@ -150,7 +151,7 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
 
 def param_groups(
     model: nn.Module, *, lr: float, head_lr: float, weight_decay: float, no_decay: Collection[str],
-    head: Sequence[str] = ("head",),
+    head: Sequence[str] = HEAD,
 ) -> list[dict]:
     """AdamW groups of the trainable parameters: (method | head) x (decayed | not decayed).
 
