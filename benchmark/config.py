@@ -237,7 +237,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> 
     fields = [f for f in dataclasses.fields(RunConfig) if f.name != "train"] + list(dataclasses.fields(TrainConfig))
     for f in fields:
         flag = _flag(f.name)
-        default = f.default_factory() if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING else f.default
+        default = f.default  # no flag field has a default_factory (only `train`, which is flattened)
         if f.name in _SWITCHES:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{_SWITCHES[f.name]} (default: {default})")
