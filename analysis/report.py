@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.diagnosis import below_probe, below_probe_table
 from analysis.figures import write_figures
 from analysis.render import Cell, Table, to_markdown
 from analysis.results import load_runs
 from analysis.tables import TABLE_ORDER, write_tables
+from analysis.tuning import select_lr
 
 STATUS_ORDER = ("ok", "failed", "unreachable", "corrupt")
 MAX_PROBLEMS = 50  # runs listed individually in "Runs that did not finish"
@@ -98,6 +100,16 @@ def image_sections(folder: Path, base: Path) -> list[str]:
     return lines
 
 
+def below_probe_section(df: pd.DataFrame) -> list[str]:
+    """The reported cells that score below the linear probe, each with its loss history and a verdict."""
+    if df.empty:
+        return ["No runs."]
+    rows = below_probe(select_lr(df)[0])
+    if rows.empty:
+        return ["Every reported method scores at or above the linear probe (mean test macro-F1), or no probe ran."]
+    return [to_markdown(below_probe_table(rows))]
+
+
 def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None, rebuild: bool = False,
                  datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None,
                  order: Sequence[str] = ()) -> Path:
@@ -116,6 +128,7 @@ def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None,
         "see docs/architecture.md for the result schema.", "",
         "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "",
         "## Tables", "", *table_sections(tables, results), "",
+        "## Methods below the linear probe", "", *below_probe_section(df), "",
         "## Figures", "", *(image_sections(figures, results) or ["No figures."]), "",
         "## Sparsity and hybridity analysis", "",
         *(image_sections(sparsity, results) or ["Not produced yet (expected in `sparsity/`)."]), "",
