@@ -75,6 +75,7 @@ def load_run(path: str | Path) -> dict:
         **flatten({k: v for k, v in config.items() if k not in IDENTITY}, "config."),
         **flatten(data.get("hparams") or {}, "hparams."),
         **flatten(data.get("budget") or {}, "budget."),
+        **flatten(data.get("recipe") or {}, "recipe."),
         **flatten(metrics.get("test") or {}, "test."),
         **flatten(metrics.get("val") or {}, "val."),
         "best_epoch": metrics.get("best_epoch"),

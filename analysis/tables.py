@@ -195,6 +195,16 @@ def grid(long: pd.DataFrame, index: dict[str, Callable[[pd.Series], str]], capti
     return Table([*index, *columns], rows, caption, list(notes), n_index=len(index))
 
 
+def deviation_notes(df: pd.DataFrame) -> list[str]:
+    """One note per method whose runs record a known departure from its reference code (``recipe.deviations``)."""
+    if "recipe.deviations" not in df.columns:
+        return []
+    named = df.dropna(subset=["recipe.deviations"])
+    named = named[named["recipe.deviations"].astype(str).str.len() > 0]
+    return [f"{method}: {text}" for method, text in
+            named.drop_duplicates("method").set_index("method")["recipe.deviations"].sort_index().items()]
+
+
 def main_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[str] | None = None,
                order: Sequence[str] = ()) -> tuple[pd.DataFrame, Table]:
     """Methods x datasets (+ Average) in the paper's layout, with each row's trainable %."""
@@ -202,7 +212,7 @@ def main_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[st
     index = {"Method": lambda r: r["label"], "Trainable": lambda r: fmt_percent(r["trainable_pct"] / 100)}
     caption = (f"Test {METRICS.get(metric, metric)} (%) per dataset. Trainable: mean achieved ratio of "
                "trainable backbone weights (head excluded).")
-    return long, grid(long, index, caption)
+    return long, grid(long, index, caption, [*CELL_NOTES, *deviation_notes(df)])
 
 
 def ablation_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[str] | None = None,

@@ -45,6 +45,7 @@ class Recipe:
     head_lr: float = HEAD_LR
     drop_path: float = 0.1
     source: str = "NOAH / SPT / PETL_Vision VTAB-1k recipe for ViT-B/16 (AdamW, lr 1e-3, wd 1e-4, drop-path 0.1)"
+    deviations: str = ""  # where the implementation knowingly departs from the source (shown under the tables)
 
     def asdict(self) -> dict[str, Any]:
         """A plain JSON-able dict (the ``recipe`` block of a result JSON)."""

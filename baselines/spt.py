@@ -83,7 +83,9 @@ def structured_matrices(scores: Mapping[str, Tensor], costs: Mapping[str, int], 
 class SPTLoRA(SparseImportanceTuning):
     """SPT with LoRA as the structured module (SPT-LoRA); knob k = trainable backbone weights."""
 
-    recipe = Recipe(source="SPT (ziplab/SPT) ViT-B VTAB-1k: AdamW lr 1e-3, wd 1e-4, drop-path 0.1")
+    recipe = Recipe(source="SPT (ziplab/SPT) ViT-B VTAB-1k: AdamW lr 1e-3, wd 1e-4, drop-path 0.1",
+                    deviations="candidates are the projection matrices only (no norm/bias vectors); the fused "
+                               "qkv is one candidate with one LoRA, where SPT has separate q, k, v")
 
     def __init__(self, rank: int = 8, alpha: float = 10.0):
         super().__init__(kind="task_specific", estimator="l2")

@@ -210,3 +210,14 @@ def test_formatting_helpers():
 def test_metric_no_run_recorded_is_a_state_not_a_crash(df):
     long = summarize(df, "macro_auc_missing", DATASETS)
     assert set(long.loc[long["dataset"] == "covid_ct", "state"]) >= {"no metric"}
+
+
+def test_a_recorded_deviation_from_the_reference_code_is_a_note_of_the_main_table(tmp_path):
+    root = tmp_path / "runs"
+    for method, deviations in (("spt", "qkv fused"), ("lora", "")):
+        result = run_json("covid_ct", method, 1e-4, 0, 1e-4, 0.8)
+        result["recipe"] = {"lr": 1e-3, "source": "x", "deviations": deviations}
+        write(root, result)
+    write(root, run_json("covid_ct", "shpeft", 1e-4, 0, 1e-4, 0.8))  # an older file without a recipe
+    notes = main_table(load_runs(root))[1].notes
+    assert [n for n in notes if n.startswith(("spt", "lora", "shpeft"))] == ["spt: qkv fused"]
