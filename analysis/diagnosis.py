@@ -45,7 +45,7 @@ def verdict(history: Sequence[dict]) -> str:
     if rises and rises[0] <= len(loss) // 2 and best == len(f1) - 1:
         e = rises[0]
         return (f"unstable start, then under-trained: the train loss rose at epoch {history[e]['epoch']} "
-                f"({loss[e - 1]:.3f} -> {loss[e]:.3f}, the lr's peak after warm-up) and was still falling at the "
+                f"({loss[e - 1]:.3f} -> {loss[e]:.3f}: too high a step early on) and was still falling at the "
                 f"end; its best epoch is the last")
     if loss[-1] < loss[-2] * (1 - STILL_FALLING) and best >= len(f1) - 2:
         return (f"under-trained: the train loss was still falling at the last epoch ({loss[-2]:.3f} -> "
