@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -205,6 +206,31 @@ def deviation_notes(df: pd.DataFrame) -> list[str]:
             named.drop_duplicates("method").set_index("method")["recipe.deviations"].sort_index().items()]
 
 
+SCHEDULE_SETTINGS = ("epochs", "batch_size", "warmup_epochs", "grad_clip", "augment")  # no recipe sets these
+
+
+def _setting_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def setting_notes(df: pd.DataFrame) -> list[str]:
+    """One note per method that ran a schedule setting unlike most runs (a study's ``method_train``),
+    e.g. ``vpt-deep: epochs 12 (most runs: 6)``: a comparison is only fair when such differences are named."""
+    ran = df[df["status"] == "ok"] if "status" in df.columns else df
+    notes: dict[str, list[str]] = {}
+    for name in SCHEDULE_SETTINGS:
+        col = f"hparams.{name}"
+        if col not in ran.columns or ran[col].dropna().empty:
+            continue
+        usual = ran[col].mode().iloc[0]
+        for method, values in ran.dropna(subset=[col]).groupby("method")[col]:
+            other = sorted({v for v in values if v != usual}, key=str)
+            if other:
+                notes.setdefault(method, []).append(
+                    f"{name} {', '.join(map(_setting_text, other))} (most runs: {_setting_text(usual)})")
+    return [f"{method}: {'; '.join(texts)}" for method, texts in sorted(notes.items())]
+
+
 def main_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[str] | None = None,
                order: Sequence[str] = ()) -> tuple[pd.DataFrame, Table]:
     """Methods x datasets (+ Average) in the paper's layout, with each row's trainable %."""
@@ -212,7 +238,7 @@ def main_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[st
     index = {"Method": lambda r: r["label"], "Trainable": lambda r: fmt_percent(r["trainable_pct"] / 100)}
     caption = (f"Test {METRICS.get(metric, metric)} (%) per dataset. Trainable: mean achieved ratio of "
                "trainable backbone weights (head excluded).")
-    return long, grid(long, index, caption, [*CELL_NOTES, *deviation_notes(df)])
+    return long, grid(long, index, caption, [*CELL_NOTES, *setting_notes(df), *deviation_notes(df)])
 
 
 def ablation_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[str] | None = None,

@@ -3,7 +3,9 @@ settings each cell gets. The DAG's rules stay thin; everything they compute is h
 
 A study lists datasets, methods with their target ratios, seeds, and ``train`` settings (any field of
 :class:`~benchmark.train.TrainConfig`, plus ``n_per_class`` and ``calib_images``): only what the study
-sets is passed on, every other default comes from the dataclasses. An optional ``lr_sweep`` runs the
+sets is passed on, every other default comes from the dataclasses. ``method_train`` overrides some of
+them for one method's cells (e.g. more epochs for a method that converges slower; the tables name
+every such difference). An optional ``lr_sweep`` runs the
 swept methods at several learning rates on ``lr_sweep.seeds``; the lr with the best mean validation
 macro-F1 (:func:`select_lr`) then runs on the remaining seeds.
 """
@@ -49,28 +51,35 @@ def check(study: Mapping[str, Any]) -> None:
             data.get(name)
         except KeyError as err:
             raise ConfigError(f"{study['study']}: datasets: {err.args[0]}") from None
-    for name in list(study["methods"]) + list(_sweep(study).get("lrs", {})):
+    for name in list(study["methods"]) + list(_sweep(study).get("lrs", {})) + list(study.get("method_train", {})):
         try:
             baselines.get(name)
         except KeyError as err:
             raise ConfigError(f"{study['study']}: methods: {err.args[0]}") from None
-    cfg = from_flat({"dataset": study["datasets"][0], "method": next(iter(study["methods"])),
-                     **run_settings(study)})
-    try:
-        validate_values(cfg)
-    except ConfigError as err:
-        raise ConfigError(f"{study['study']}: {err}") from None
+    for method in [next(iter(study["methods"])), *study.get("method_train", {})]:
+        cfg = from_flat({"dataset": study["datasets"][0], "method": method, **run_settings(study, method)})
+        try:
+            validate_values(cfg)
+        except ConfigError as err:
+            where = f"method_train: {method}: " if method in study.get("method_train", {}) else ""
+            raise ConfigError(f"{study['study']}: {where}{err}") from None
+    for method in study["methods"]:
+        if sweep_lrs(study, method) and "lr" in run_settings(study, method):
+            raise ConfigError(f"{study['study']}: {method}: a fixed lr (train / method_train) and an lr_sweep "
+                              "both set its learning rate; drop one")
 
 
-def run_settings(study: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings every cell of ``study`` runs with (only what the study sets)."""
+def run_settings(study: Mapping[str, Any], method: str | None = None) -> dict[str, Any]:
+    """The settings the cells of ``study`` (of ``method``: with its ``method_train`` overrides) run
+    with; only what the study sets."""
     settings = {k: study[k] for k in ("backbone", "pretrained", "image_size", "checkpoint") if study.get(k) is not None}
-    return {**settings, **study.get("train", {})}
+    return {**settings, **study.get("train", {}), **study.get("method_train", {}).get(method, {})}
 
 
-def run_args(study: Mapping[str, Any]) -> str:
+def run_args(study: Mapping[str, Any], method: str | None = None) -> str:
     """:func:`run_settings` as ``python -m benchmark.run`` flags."""
-    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(_text(v))}" for k, v in run_settings(study).items())
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(_text(v))}"
+                    for k, v in run_settings(study, method).items())
 
 
 def _text(value: Any) -> str:
@@ -88,7 +97,7 @@ def sweep_lrs(study: Mapping[str, Any], method: str) -> list[float]:
     if method in sweep.get("lrs", {}):
         return [float(lr_tag(lr)) for lr in sweep["lrs"][method]]
     if sweep.get("multipliers") and method not in sweep.get("exclude", []):
-        scale = study.get("train", {}).get("lr_scale", 1.0)
+        scale = run_settings(study, method).get("lr_scale", 1.0)
         return [float(lr_tag(m * baselines.get(method).recipe.lr * scale)) for m in sweep["multipliers"]]
     return []
 

@@ -221,3 +221,16 @@ def test_a_recorded_deviation_from_the_reference_code_is_a_note_of_the_main_tabl
     write(root, run_json("covid_ct", "shpeft", 1e-4, 0, 1e-4, 0.8))  # an older file without a recipe
     notes = main_table(load_runs(root))[1].notes
     assert [n for n in notes if n.startswith(("spt", "lora", "shpeft"))] == ["spt: qkv fused"]
+
+
+def test_a_method_trained_on_another_schedule_is_a_note_of_the_main_table(tmp_path):
+    root = tmp_path / "runs"
+    for method, seed, epochs in (("vpt-deep", 0, 12), ("vpt-deep", 1, 12), ("lora", 0, 6), ("lora", 1, 6),
+                                 ("spt", 0, 6)):
+        result = run_json("covid_ct", method, 1e-2, seed, 1e-2, 0.8)
+        result["hparams"] = {"epochs": epochs, "batch_size": 32}
+        write(root, result)
+    write(root, run_json("covid_ct", "bitfit", None, 0, 1e-3, None, status="failed"))  # no hparams: no note
+    notes = main_table(load_runs(root))[1].notes
+    assert [n for n in notes if n.startswith(("vpt-deep", "lora", "spt", "bitfit"))] == [
+        "vpt-deep: epochs 12 (most runs: 6)"]

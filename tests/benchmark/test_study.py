@@ -49,6 +49,16 @@ def test_run_args_pass_only_what_the_study_sets():
     assert args == ("--backbone tiny_vit --image-size 32 --epochs 3 --augment false --calib-images 8")
 
 
+def test_method_train_overrides_the_study_settings_for_that_method_only():
+    s = base(train={"epochs": 3, "augment": False}, method_train={"lora": {"epochs": 9, "warmup_epochs": 2}},
+             lr_sweep={"multipliers": [1, 3]})
+    assert studies.run_args(s, "lora") == "--backbone tiny_vit --image-size 32 --epochs 9 --augment false --warmup-epochs 2"
+    assert studies.run_args(s, "linear") == studies.run_args(s) == "--backbone tiny_vit --image-size 32 --epochs 3 --augment false"
+    scaled = base(method_train={"lora": {"lr_scale": 10}}, lr_sweep={"multipliers": [1]})
+    assert studies.sweep_lrs(scaled, "lora") == [float(f"{10 * baselines.get('lora').recipe.lr:g}")]
+    studies.check(s)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"datasets": ["no-such-data"]}, "datasets: unknown dataset 'no-such-data'"),
     ({"methods": {"no-such-method": [0.1]}}, "methods: unknown PEFT method 'no-such-method'; registered methods: "),
@@ -56,6 +66,9 @@ def test_run_args_pass_only_what_the_study_sets():
     ({"image_size": 30}, "--image-size: got 30; tiny_vit needs a multiple of its patch size 8"),
     ({"train": {"epochs": 2, "warmup_epochs": 5}}, "--warmup-epochs: got 5, more than --epochs 2"),
     ({"lr_sweep": {"lrs": {"nope": [0.1]}}}, "methods: unknown PEFT method 'nope'"),
+    ({"method_train": {"nope": {"epochs": 3}}}, "methods: unknown PEFT method 'nope'"),
+    ({"method_train": {"lora": {"warmup_epochs": 5}}}, "method_train: lora: --warmup-epochs: got 5, more than --epochs 2"),
+    ({"method_train": {"lora": {"lr": 0.1}}, "lr_sweep": {"multipliers": [1]}}, "lora: a fixed lr"),
 ])
 def test_check_names_every_bad_name_and_value(change, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -64,7 +77,8 @@ def test_check_names_every_bad_name_and_value(change, message):
 
 def test_schema_train_settings_are_the_dataclass_fields():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    train = schema["properties"]["train"]
+    assert schema["properties"]["train"]["$ref"] == schema["properties"]["method_train"]["additionalProperties"]["$ref"]
+    train = schema["$defs"]["train_settings"]
     assert set(train["properties"]) == (set(TRAIN_FIELDS) - {"progress"}) | set(studies.STUDY_SETTINGS)
     assert not any("default" in p for p in train["properties"].values())  # defaults live in the dataclasses
     from_flat({"dataset": "d", "method": "m", **{k: None for k in train["properties"]}})  # every name is accepted

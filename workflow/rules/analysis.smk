@@ -33,7 +33,7 @@ rule finetune_for_sparsity:
         python=PYTHON,
         root=DATA_ROOT,
         name=dataset_arg,
-        settings=lambda wc: run_args(STUDIES[wc.out]),
+        settings=lambda wc: run_args(STUDIES[wc.out], "full"),
     conda:
         ENV
     threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)

@@ -79,8 +79,8 @@ def prepare_args(wc):
     return " ".join(args)
 
 
-def run_args(study):
-    return studies.run_args(study)
+def run_args(study, method=None):
+    return studies.run_args(study, method)
 
 
 def selected_lr(wc):

@@ -19,7 +19,7 @@ rule cell:
         python=PYTHON,
         root=DATA_ROOT,
         name=dataset_arg,
-        settings=lambda wc: run_args(STUDIES[wc.out]),
+        settings=lambda wc: run_args(STUDIES[wc.out], wc.method),
         lr=lr_arg,
     conda:
         ENV
