@@ -12,6 +12,7 @@ import torch
 
 PACKAGES = ("shpeft-bench", "torch", "torchvision", "timm", "open_clip_torch", "peft", "numpy", "scikit-learn", "medmnist")
 REPO = Path(__file__).resolve().parent.parent
+OUTPUTS = "results"  # committed study outputs: a study rewriting them does not make its code dirty
 
 
 def _version(package: str) -> str | None:
@@ -35,8 +36,9 @@ def device_name(device: torch.device) -> str:
 
 
 def provenance(device: torch.device) -> dict:
-    """Versions, git commit (and whether the tree had local changes), device and start time."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """Versions, git commit (and whether the code had local changes: tracked files outside
+    ``results/``), device and start time."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){OUTPUTS}")
     return {
         "versions": {p: _version(p) for p in PACKAGES},
         "git_commit": _git("rev-parse", "HEAD"),
