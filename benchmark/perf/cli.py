@@ -35,7 +35,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=PerfConfig.warmup, help="warm-up steps (the first also fills the optimizer state)")
     p.add_argument("--steps", type=int, default=PerfConfig.steps, help="measured steps (median reported)")
     p.add_argument("--repeats", type=int, default=PerfConfig.repeats,
-                   help="measure every method this many times, round-robin (steps pooled, median peak)")
+                   help="rounds of --steps (interleaved), or measurements of every method, round-robin "
+                        "(--no-interleave: steps pooled, median peak)")
+    p.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=PerfConfig.interleave,
+                   help="time every method's steps round-robin, one step each in turn, in one process "
+                        "(steadier ratios on a shared machine); peak memory still from one process per method")
     p.add_argument("--clock", choices=sorted(CLOCKS), default=PerfConfig.clock,
                    help="CPU timing: wall-clock, or cpu = the process's CPU time, steadier on a loaded "
                         "machine with --threads 1 (default: %(default)s; CUDA always uses CUDA events)")
@@ -59,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     cfg = PerfConfig(
         backbone=args.backbone, batch_size=args.batch_size, image_size=args.image_size, device=args.device,
         dtype=args.dtype, ratios=tuple(args.ratios), matched=args.matched, compile=args.compile,
-        warmup=args.warmup, steps=args.steps, repeats=args.repeats, clock=args.clock,
+        warmup=args.warmup, steps=args.steps, repeats=args.repeats, interleave=args.interleave, clock=args.clock,
         importance_batches=args.importance_batches,
         seed=args.seed, threads=args.threads,
     )

@@ -42,6 +42,7 @@ class PerfConfig:
     warmup: int = 3
     steps: int = 10
     repeats: int = 1  # measurements of every method, round-robin (steps pooled, peaks' median)
+    interleave: bool = True  # time every method's steps round-robin, step by step, in one process
     clock: str = "wall"  # CPU timing: wall-clock, or "cpu" = this process's CPU time (for a loaded machine)
     importance_batches: int = 8
     seed: int = 0
@@ -142,26 +143,37 @@ def _setup(cfg: PerfConfig) -> tuple[torch.device, PeakMemory, list[tuple[Tensor
     return device, memory, batches, build_backbone(cfg, device)
 
 
-def measure_method(name: str, ratio: float | None, cfg: PerfConfig) -> dict[str, Any]:
-    """Prepare ``name`` at ``ratio`` on a fresh backbone and time ``cfg.steps`` training steps (one row;
-    ``times`` holds every step's milliseconds)."""
+class _Trainer:
+    """One method prepared on a fresh backbone, with its optimizer: ``step(i)`` runs training step i."""
+
+    def __init__(self, name: str, ratio: float | None, cfg: PerfConfig, model: nn.Module,
+                 batches: list[tuple[Tensor, Tensor]], device: torch.device):
+        start = time.perf_counter()
+        self.prepared = baselines.prepare(baselines.get(name), model, ratio, batches[:1])
+        self.prepare_s = time.perf_counter() - start
+        self.model = self.prepared.model.train()
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4,
+                                           fused=device.type == "cuda")
+        self._step_model = torch.compile(self.model) if cfg.compile else self.model
+        self._cfg, self._batches = cfg, batches
+
+    def step(self, i: int) -> None:
+        train_step(self._step_model, self.optimizer, self._batches[i % 2], self._cfg)
+
+
+def measure_method(name: str, ratio: float | None, cfg: PerfConfig, timed: bool = True) -> dict[str, Any]:
+    """Prepare ``name`` at ``ratio`` on a fresh backbone, warm it up, time ``cfg.steps`` training steps
+    (unless not ``timed``) and probe the peak memory of two more (one row; ``times`` holds every
+    timed step's milliseconds)."""
     device, memory, batches, model = _setup(cfg)
-    start = time.perf_counter()
-    prepared = baselines.prepare(baselines.get(name), model, ratio, batches[:1])
-    prepare_s = time.perf_counter() - start
-    model = prepared.model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                  fused=device.type == "cuda")
-    step_model = torch.compile(model) if cfg.compile else model
-
-    def step(i: int) -> None:
-        train_step(step_model, optimizer, batches[i % 2], cfg)
-
+    trainer = _Trainer(name, ratio, cfg, model, batches, device)
+    prepared, model, optimizer, step = trainer.prepared, trainer.model, trainer.optimizer, trainer.step
+    prepare_s = trainer.prepare_s
     step(0)
     state_bytes = optimizer_state_bytes(optimizer)
     for i in range(1, cfg.warmup):
         step(i)
-    times = [timed_ms(lambda i=i: step(i), device, cfg.clock) for i in range(cfg.steps)]
+    times = [timed_ms(lambda i=i: step(i), device, cfg.clock) for i in range(cfg.steps if timed else 0)]
     live = [*model.parameters(), *model.buffers(), *_state_tensors(optimizer), *(t for b in batches for t in b)]
     with memory.track(live):
         for i in range(MEMORY_STEPS):
@@ -193,6 +205,32 @@ def measure_importance(cfg: PerfConfig) -> dict[str, Any]:
     }
 
 
+def interleaved_times(todo: Sequence[tuple[str, float | None]], cfg: PerfConfig) -> dict[tuple[str, float | None], list[float]]:
+    """Every job's step times, measured in one process and round-robin step by step
+    (``cfg.steps x cfg.repeats`` rounds, after ``cfg.warmup`` steps of each): a shared machine's slow
+    drifts and a process's luck (where its memory and threads land) then hit every method alike, so
+    the ratios of the table stay steady where separate measurements scatter by 10-25%. A job that
+    fails to prepare is left out (its own measurement reports the error)."""
+    device = _fresh_start(cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batches = [random_batch(cfg, cfg.size, generator) for _ in range(2)]
+    trainers = {}
+    for name, ratio in todo:
+        torch.manual_seed(cfg.seed)
+        try:
+            trainer = _Trainer(name, ratio, cfg, build_backbone(cfg, device), batches, device)
+        except Exception:  # noqa: BLE001 - reported by the method's own (memory) measurement
+            continue
+        for i in range(cfg.warmup):
+            trainer.step(i)
+        trainers[(name, ratio)] = trainer
+    times: dict[tuple[str, float | None], list[float]] = {job: [] for job in trainers}
+    for i in range(cfg.steps * cfg.repeats):
+        for job, trainer in trainers.items():
+            times[job].append(timed_ms(lambda: trainer.step(i), device, cfg.clock))
+    return times
+
+
 def _guarded(fn: Callable[..., dict], name: str, *args: Any) -> dict[str, Any]:
     """``fn(*args)``, or a row that records the error (a failing method does not stop the run)."""
     try:
@@ -211,9 +249,9 @@ def _in_subprocess(fn: Callable[..., dict], *args: Any) -> dict[str, Any]:
 
 def pool(measured: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:
     """One row from the repeats of one measurement: median and min over all their steps, median peak."""
-    failed = [r for r in measured if "times" not in r]
+    failed = [r for r in measured if not r.get("times")]
     if failed:
-        return failed[0]
+        return {**failed[0], "note": failed[0].get("note") or "error: not timed"}
     times = [t for r in measured for t in r["times"]]
     median = statistics.median(times)
     return {
@@ -246,8 +284,10 @@ def jobs(cfg: PerfConfig, methods: Sequence[str] | None = None) -> list[tuple[st
 
 
 def run(cfg: PerfConfig, methods: Sequence[str] | None = None, isolate: bool | None = None) -> list[dict[str, Any]]:
-    """Measure ``methods`` (default: all registered) plus the references, and the importance pass,
-    ``cfg.repeats`` times round-robin. ``isolate`` (default: on CPU) runs each in its own process."""
+    """Measure ``methods`` (default: all registered) plus the references, and the importance pass.
+    With ``cfg.interleave`` the step times come from :func:`interleaved_times` and the peak memory
+    from one measurement per method; without, every method is measured ``cfg.repeats`` times,
+    round-robin. ``isolate`` (default: on CPU) runs each measurement in its own process."""
     todo: list[tuple[str, float | None]] = jobs(cfg, methods)
     if cfg.importance_batches > 0:
         todo.append((IMPORTANCE_ROW, None))
@@ -260,7 +300,19 @@ def run(cfg: PerfConfig, methods: Sequence[str] | None = None, isolate: bool | N
         return _guarded(call, name, measure_method, name, ratio, cfg)
 
     measured: dict[tuple[str, float | None], list[dict[str, Any]]] = {job: [] for job in todo}
-    for _ in range(cfg.repeats):
+    if cfg.interleave:  # times from one round-robin process; memory from one measurement per method
+        steps = call(interleaved_times, [job for job in todo if job[0] != IMPORTANCE_ROW], cfg)
         for job in todo:
-            measured[job].append(measure(*job))
-    return add_ratios([pool(rows, cfg.batch_size) for rows in measured.values()])
+            if job[0] == IMPORTANCE_ROW:
+                measured[job] += [measure(*job) for _ in range(cfg.repeats)]
+                continue
+            row = _guarded(call, job[0], measure_method, *job, cfg, False)
+            measured[job].append({**row, "times": steps.get(job, [])} if "times" in row else row)
+    else:
+        for _ in range(cfg.repeats):
+            for job in todo:
+                measured[job].append(measure(*job))
+    rows = [pool(runs, cfg.batch_size) for runs in measured.values()]
+    if cfg.interleave:  # every method's steps came from cfg.repeats rounds of cfg.steps
+        rows = [{**row, "repeats": cfg.repeats} if "repeats" in row else row for row in rows]
+    return add_ratios(rows)

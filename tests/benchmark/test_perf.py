@@ -99,6 +99,20 @@ def test_any_backbone_name_of_the_runner_and_its_own_input_size():
     assert model(torch.randn(1, 3, 16, 16)).shape == (1, perf.NUM_CLASSES)
 
 
+def test_interleaved_times_give_every_method_steps_x_repeats_and_leave_out_a_failing_one():
+    cfg = perf.PerfConfig(backbone="tiny_vit", batch_size=4, warmup=1, steps=2, repeats=2)
+    times = perf.measure.interleaved_times([("bitfit", None), ("no-such-method", None), ("shpeft", 1e-2)], cfg)
+    assert list(times) == [("bitfit", None), ("shpeft", 1e-2)]
+    assert all(len(t) == cfg.steps * cfg.repeats and min(t) > 0 for t in times.values())
+
+
+def test_separate_measurements_are_still_available():
+    cfg = perf.PerfConfig(backbone="tiny_vit", batch_size=4, warmup=1, steps=2, repeats=2, importance_batches=0,
+                          interleave=False)
+    rows = {r["method"]: r for r in perf.run(cfg, ["linear"], isolate=False)}
+    assert {r["repeats"] for r in rows.values()} == {2} and rows["linear"]["time_vs_bitfit"] > 0
+
+
 def test_an_isolated_method_runs_in_another_process():
     row = perf.measure._in_subprocess(perf.measure_method, "linear", None, CFG)
     assert row["method"] == "linear" and len(row["times"]) == CFG.steps and min(row["times"]) > 0
