@@ -39,7 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "(--no-interleave: steps pooled, median peak)")
     p.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=PerfConfig.interleave,
                    help="time every method's steps round-robin, one step each in turn, in one process "
-                        "(steadier ratios on a shared machine); peak memory still from one process per method")
+                        "(steadier ratios on a shared machine; not with --compile); peak memory still from one process per method")
     p.add_argument("--clock", choices=sorted(CLOCKS), default=PerfConfig.clock,
                    help="CPU timing: wall-clock, or cpu = the process's CPU time, steadier on a loaded "
                         "machine with --threads 1 (default: %(default)s; CUDA always uses CUDA events)")

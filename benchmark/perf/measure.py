@@ -285,7 +285,7 @@ def jobs(cfg: PerfConfig, methods: Sequence[str] | None = None) -> list[tuple[st
 
 def run(cfg: PerfConfig, methods: Sequence[str] | None = None, isolate: bool | None = None) -> list[dict[str, Any]]:
     """Measure ``methods`` (default: all registered) plus the references, and the importance pass.
-    With ``cfg.interleave`` the step times come from :func:`interleaved_times` and the peak memory
+    With ``cfg.interleave`` (and no ``cfg.compile``) the step times come from :func:`interleaved_times` and the peak memory
     from one measurement per method; without, every method is measured ``cfg.repeats`` times,
     round-robin. ``isolate`` (default: on CPU) runs each measurement in its own process."""
     todo: list[tuple[str, float | None]] = jobs(cfg, methods)
@@ -300,7 +300,10 @@ def run(cfg: PerfConfig, methods: Sequence[str] | None = None, isolate: bool | N
         return _guarded(call, name, measure_method, name, ratio, cfg)
 
     measured: dict[tuple[str, float | None], list[dict[str, Any]]] = {job: [] for job in todo}
-    if cfg.interleave:  # times from one round-robin process; memory from one measurement per method
+    # compiled models of several methods in one process would share dynamo's recompile budget
+    # (one compiled forward per model, 8 by default), so --compile measures the methods separately
+    interleave = cfg.interleave and not cfg.compile
+    if interleave:  # times from one round-robin process; memory from one measurement per method
         steps = call(interleaved_times, [job for job in todo if job[0] != IMPORTANCE_ROW], cfg)
         for job in todo:
             if job[0] == IMPORTANCE_ROW:
@@ -313,6 +316,6 @@ def run(cfg: PerfConfig, methods: Sequence[str] | None = None, isolate: bool | N
             for job in todo:
                 measured[job].append(measure(*job))
     rows = [pool(runs, cfg.batch_size) for runs in measured.values()]
-    if cfg.interleave:  # every method's steps came from cfg.repeats rounds of cfg.steps
+    if interleave:  # every method's steps came from cfg.repeats rounds of cfg.steps
         rows = [{**row, "repeats": cfg.repeats} if "repeats" in row else row for row in rows]
     return add_ratios(rows)

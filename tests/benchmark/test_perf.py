@@ -113,6 +113,21 @@ def test_separate_measurements_are_still_available():
     assert {r["repeats"] for r in rows.values()} == {2} and rows["linear"]["time_vs_bitfit"] > 0
 
 
+def test_compiled_runs_are_measured_separately(monkeypatch):
+    def not_interleaved(*args):
+        raise AssertionError("compiled methods must not share one process's recompile budget")
+
+    def fake_measurement(name, ratio, cfg, timed=True):
+        return {"method": name, "target_ratio": ratio, "times": [1.0] * cfg.steps if timed else [],
+                "peak_mem_bytes": 1}
+
+    monkeypatch.setattr(perf.measure, "interleaved_times", not_interleaved)
+    monkeypatch.setattr(perf.measure, "measure_method", fake_measurement)
+    cfg = perf.PerfConfig(backbone="tiny_vit", steps=2, compile=True, importance_batches=0)
+    rows = perf.run(cfg, ["linear"], isolate=False)
+    assert [r["ms_per_step"] for r in rows] == [1.0] * 4
+
+
 def test_an_isolated_method_runs_in_another_process():
     row = perf.measure._in_subprocess(perf.measure_method, "linear", None, CFG)
     assert row["method"] == "linear" and len(row["times"]) == CFG.steps and min(row["times"]) > 0
