@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from baselines.vpt import PromptedViT
-from benchmark.config import RunConfig, from_flat, validate_values
+from benchmark.config import HELP, RunConfig, from_flat, parse_bool, validate_values
 from benchmark.run import build_model, load_splits, make_batches, seed_everything
 
 
@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--backbone", default="timm:deit_tiny_patch16_224")
     p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--checkpoint", default=None, help="local weights file for the backbone (offline use)")
-    p.add_argument("--pretrained", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
+    p.add_argument("--checkpoint", default=None, help=HELP["checkpoint"])
+    p.add_argument("--pretrained", type=parse_bool, default=True)
     p.add_argument("--data-root", default="data")
     p.add_argument("--prompts", type=int, nargs="+", default=[0, 2, 8, 24], help="prompt lengths (0: no prompts)")
     p.add_argument("--shallow", action="store_true", help="VPT-shallow (one set at the input) instead of deep")

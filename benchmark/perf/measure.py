@@ -132,14 +132,18 @@ def _fresh_start(cfg: PerfConfig) -> torch.device:
     return device
 
 
+def _random_batches(cfg: PerfConfig) -> list[tuple[Tensor, Tensor]]:
+    """The two random batches every method's steps alternate over (the same for every method)."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return [random_batch(cfg, cfg.size, generator) for _ in range(2)]
+
+
 def _setup(cfg: PerfConfig) -> tuple[torch.device, PeakMemory, list[tuple[Tensor, Tensor]], nn.Module]:
     """Fresh device state, a memory probe made before the model exists, two random batches, the backbone."""
     device = _fresh_start(cfg)
     memory = PeakMemory(device)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    batches = _random_batches(cfg)
     torch.manual_seed(cfg.seed)
-    size = cfg.size
-    batches = [random_batch(cfg, size, generator) for _ in range(2)]
     return device, memory, batches, build_backbone(cfg, device)
 
 
@@ -168,7 +172,6 @@ def measure_method(name: str, ratio: float | None, cfg: PerfConfig, timed: bool 
     device, memory, batches, model = _setup(cfg)
     trainer = _Trainer(name, ratio, cfg, model, batches, device)
     prepared, model, optimizer, step = trainer.prepared, trainer.model, trainer.optimizer, trainer.step
-    prepare_s = trainer.prepare_s
     step(0)
     state_bytes = optimizer_state_bytes(optimizer)
     for i in range(1, cfg.warmup):
@@ -183,7 +186,7 @@ def measure_method(name: str, ratio: float | None, cfg: PerfConfig, timed: bool 
         "target_ratio": prepared.target_ratio, "achieved_ratio": prepared.achieved_ratio,
         "reachable": prepared.reachable, "trainable": prepared.trainable, "times": times,
         "peak_mem_bytes": memory.peak, "mem_kind": memory.kind, "opt_state_bytes": state_bytes,
-        "prepare_s": prepare_s, "note": prepared.note or None,
+        "prepare_s": trainer.prepare_s, "note": prepared.note or None,
     }
 
 
@@ -212,8 +215,7 @@ def interleaved_times(todo: Sequence[tuple[str, float | None]], cfg: PerfConfig)
     the ratios of the table stay steady where separate measurements scatter by 10-25%. A job that
     fails to prepare is left out (its own measurement reports the error)."""
     device = _fresh_start(cfg)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    batches = [random_batch(cfg, cfg.size, generator) for _ in range(2)]
+    batches = _random_batches(cfg)
     trainers = {}
     for name, ratio in todo:
         torch.manual_seed(cfg.seed)
