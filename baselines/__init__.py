@@ -7,7 +7,6 @@ import importlib
 import pkgutil
 
 from .registry import (
-    HEAD,
     HEAD_LR,
     TOLERANCE,
     PeftMethod,
@@ -26,6 +25,6 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "HEAD", "HEAD_LR", "TOLERANCE", "PeftMethod", "Prepared", "Recipe", "freeze_all_but_head", "get", "names",
+    "HEAD_LR", "TOLERANCE", "PeftMethod", "Prepared", "Recipe", "freeze_all_but_head", "get", "names",
     "prepare", "register", "train_only",
 ]

@@ -17,9 +17,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from shpeft import in_modules
+from shpeft import HEAD, in_modules
 
-from .registry import HEAD, PeftMethod, Recipe, register, train_only
+from .registry import PeftMethod, Recipe, register, train_only
 
 # What the adapter branch reads: the sublayer's output (sequential), the sublayer's normalised
 # input, or the block's raw residual stream before the sublayer's LayerNorm (both parallel).

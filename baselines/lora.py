@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import nn
 
-from shpeft import in_modules
+from shpeft import HEAD, in_modules
 
-from .registry import HEAD, PeftMethod, register, train_only
+from .registry import PeftMethod, register, train_only
 
 QKV = ("attn.qkv",)  # the fused query/key/value projection of every block (the anchors' setting)
 ALL_LINEAR = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")  # every Linear of every block

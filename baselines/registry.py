@@ -17,10 +17,9 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from shpeft import num_backbone_parameters, trainable_report
+from shpeft import HEAD, num_backbone_parameters, trainable_report
 
 TOLERANCE = 0.10  # relative distance between achieved and target ratio that still counts as matched
-HEAD = ("head",)  # the classification head: always trained, never counted in the ratio
 
 TOKENS = ("cls_token", "reg_token", "dist_token", "pos_embed")  # timm ViT's no_weight_decay() set
 HEAD_LR = 1e-2  # the fresh head's learning rate: chosen on validation macro-F1 (docs/method.md, Baselines)

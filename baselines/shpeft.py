@@ -8,9 +8,10 @@ from typing import Any
 from torch import nn
 
 import shpeft
+from shpeft import HEAD
 from shpeft.select import num_selected
 
-from .registry import HEAD, PeftMethod, register
+from .registry import PeftMethod, register
 
 PAPER_RATIO = 1e-4  # "only ~0.01% of the weights are trained"
 

@@ -29,9 +29,10 @@ import torch
 from torch import Tensor, nn
 
 import shpeft
+from shpeft import HEAD
 from shpeft.select import num_selected
 
-from .registry import HEAD, Recipe, freeze_all_but_head, register
+from .registry import Recipe, freeze_all_but_head, register
 from .shpeft import SparseImportanceTuning
 
 NATIVE_RATIO = 5e-3  # ~0.43M of ViT-B/16's 85.8M; SPT sweeps 0.2M-1.0M (configs/*_spt_lora.sh)

@@ -36,8 +36,7 @@ from timm.models import get_pretrained_cfg, load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
-from baselines.registry import HEAD
-from shpeft import in_modules
+from shpeft import HEAD, in_modules
 
 __all__ = [
     "BACKBONES", "FAMILIES", "BackboneUnavailableError", "CheckpointError",

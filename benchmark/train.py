@@ -22,8 +22,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from baselines.registry import HEAD
-from shpeft import in_modules
+from shpeft import HEAD, in_modules
 
 
 class NonFiniteLossError(RuntimeError):

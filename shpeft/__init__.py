@@ -8,7 +8,7 @@
     shpeft.merge(model)                      # plain weights for inference
 """
 from .api import SCORE_KINDS, importance, num_backbone_parameters, trainable_report
-from .eligible import DEFAULT_PATTERNS, eligible_parameters, in_modules
+from .eligible import DEFAULT_PATTERNS, HEAD, eligible_parameters, in_modules
 from .importance import NonFiniteError
 from .io import Adapter, AdapterMismatchError, InvalidAdapterError, load_adapter, read_adapter, save_adapter
 from .select import Mask, select
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_PATTERNS",
+    "HEAD",
     "SCORE_KINDS",
     "Adapter",
     "AdapterMismatchError",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .eligible import eligible_parameters, in_modules
+from .eligible import HEAD, eligible_parameters, in_modules
 from .importance import (
     _ESTIMATOR_REDUCTION,
     Estimator,
@@ -81,7 +81,7 @@ def importance(
 
 
 def trainable_report(
-    model: nn.Module, *, head: Sequence[str] = ("head",), backbone_params: int | None = None
+    model: nn.Module, *, head: Sequence[str] = HEAD, backbone_params: int | None = None
 ) -> dict[str, float | int]:
     """Trainable parameter counts and the achieved ratio (trainable backbone / backbone).
 
@@ -110,7 +110,7 @@ def trainable_report(
     }
 
 
-def num_backbone_parameters(model: nn.Module, head: Sequence[str] = ("head",)) -> int:
+def num_backbone_parameters(model: nn.Module, head: Sequence[str] = HEAD) -> int:
     """Parameters of ``model`` outside the classification head; sparse deltas are not counted,
     so the number is the same before and after :func:`shpeft.apply`."""
     delta_ids = {id(site.delta) for site in delta_sites(model).values()}

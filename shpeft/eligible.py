@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
+HEAD: tuple[str, ...] = ("head",)  # the classifier's module name(s): always trained, never counted in the ratio
+
 # timm ViTs (blocks.N.attn.qkv / attn.proj / mlp.fc1 / mlp.fc2) and open_clip's visual tower
 # (transformer.resblocks.N.attn.in_proj_weight / attn.out_proj / mlp.c_fc / mlp.c_proj).
 DEFAULT_PATTERNS: tuple[str, ...] = (

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .eligible import in_modules
+from .eligible import HEAD, in_modules
 from .select import Mask
 
 
@@ -255,7 +255,7 @@ class SparseDeltaLinear(nn.Module):
         return self.base
 
 
-def apply(model: nn.Module, mask: Mask, *, train_extra: Iterable[str] = ("head",)) -> nn.Module:
+def apply(model: nn.Module, mask: Mask, *, train_extra: Iterable[str] = HEAD) -> nn.Module:
     """Freeze ``model`` except the masked weights (as deltas) and the ``train_extra`` modules.
 
     Works in place and returns ``model``. ``train_extra`` are module-name prefixes that stay
