@@ -9,7 +9,7 @@ layer's frozen weight is renamed ``<layer>.base_layer.weight``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -19,6 +19,20 @@ from .registry import PeftMethod, register, train_only
 
 QKV = ("attn.qkv",)  # the fused query/key/value projection of every block (the anchors' setting)
 ALL_LINEAR = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")  # every Linear of every block
+
+
+def target_layers(model: nn.Module, targets: Sequence[str]) -> dict[str, nn.Linear]:
+    """The backbone ``nn.Linear`` modules whose names end with one of ``targets``."""
+    found = {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and any(name == t or name.endswith("." + t) for t in targets)
+        and not in_modules(name, HEAD)
+    }
+    if not found:
+        raise ValueError(f"no nn.Linear matches the targets {tuple(targets)}")
+    return found
 
 
 @register("lora")
@@ -32,6 +46,7 @@ class LoRA(PeftMethod):
 
     knob = "rank"
     native = 8
+    use_dora: ClassVar[bool] = False  # peft's weight-decomposed variant (DoRA, baselines/dora.py)
 
     def __init__(
         self, targets: Sequence[str] = QKV, scale: float = 1.0, alpha: float | None = None, dropout: float = 0.1
@@ -48,17 +63,7 @@ class LoRA(PeftMethod):
         return self.alpha if self.alpha is not None else self.scale * rank
 
     def layers(self, model: nn.Module) -> dict[str, nn.Linear]:
-        """The backbone ``nn.Linear`` modules whose names end with one of ``targets``."""
-        found = {
-            name: module
-            for name, module in model.named_modules()
-            if isinstance(module, nn.Linear)
-            and any(name == t or name.endswith("." + t) for t in self.targets)
-            and not in_modules(name, HEAD)
-        }
-        if not found:
-            raise ValueError(f"no nn.Linear matches the LoRA targets {self.targets}")
-        return found
+        return target_layers(model, self.targets)
 
     def candidates(self, model: nn.Module) -> Sequence[int]:
         """Every rank from 1 to the smallest dimension of a targeted layer."""
@@ -73,7 +78,7 @@ class LoRA(PeftMethod):
 
         config = peft.LoraConfig(
             r=knob, lora_alpha=self.lora_alpha(knob), lora_dropout=self.dropout,
-            target_modules=sorted(self.layers(model)),
+            target_modules=sorted(self.layers(model)), use_dora=self.use_dora,
         )
         model = peft.inject_adapter_in_model(config, model)
         return train_only(model, lambda name: ".lora_" in name)

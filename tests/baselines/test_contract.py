@@ -8,8 +8,9 @@ import baselines
 from tests.baselines import helpers
 from tests.baselines.helpers import tiny_vit
 
-# Methods whose paper does not claim an unchanged output at initialisation.
-OUTPUT_CHANGES_AT_INIT = {"vpt-shallow", "vpt-deep"}
+# Methods whose paper does not claim an unchanged output at initialisation: VPT's prompts join the
+# tokens; SSF's scales and shifts start at N(1, 0.02) and N(0, 0.02), as its code.
+OUTPUT_CHANGES_AT_INIT = {"vpt-shallow", "vpt-deep", "ssf"}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,10 @@ UNREACHABLE_ON_VIT_B = {
     ("adapter", 1e-4), ("adapter", 1e-3),  # width 1 + LayerNorms = 1.1e-3
     ("adaptformer", 1e-4),  # width 1 = 3.2e-4
     ("vpt-shallow", 1e-2),  # would need ~1,117 prompts (max 200)
+    ("ssf", 1e-4), ("ssf", 1e-3), ("ssf", 1e-2),  # fixed: 207,360 scales and shifts = 2.42e-3
+    ("gps", 1e-4),  # its 82,944 biases alone are 9.7e-4
+    ("dora", 1e-4), ("dora", 1e-3),  # rank 1 on qkv + magnitudes = 7.5e-4, rank 2 = 1.18e-3
+    ("vera", 1e-4), ("vera", 1e-2),  # rank 1 = 3.2e-4; the largest rank (6,912) = 1.29e-3
 }
 
 
