@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from shpeft import HEAD, num_backbone_parameters, trainable_report
+from shpeft import HEAD, in_modules, num_backbone_parameters, trainable_report
 
 TOLERANCE = 0.10  # relative distance between achieved and target ratio that still counts as matched
 
@@ -171,6 +171,7 @@ class Prepared:
             "knob": self.knob,
             "knob_value": self.knob_value,
             "reachable": self.reachable,
+            "tolerance": TOLERANCE,
             "note": self.note,
         }
 
@@ -191,21 +192,36 @@ def prepare(
         raise ValueError(f"method {name!r} needs a calibration data loader")
     backbone = num_backbone_parameters(model, HEAD)
     knob = method.default_knob(model, backbone) if ratio is None else method.solve(model, ratio, backbone)
+    if ratio is not None and not matches(method.count(model, knob) / backbone, ratio):
+        return _unreachable(method, model, ratio, knob, method.count(model, knob), backbone)  # nothing attached
     model = method.attach(model, knob, calib)
     report = trainable_report(model, head=HEAD, backbone_params=backbone)
-    achieved = report["ratio"]
-    reachable, note = True, ""
-    if ratio is not None and abs(achieved / ratio - 1) > TOLERANCE:
-        reachable = False
-        knob_text = f" ({method.knob}={knob})" if method.knob else ""
-        note = (
-            f"{name} cannot reach ratio {ratio:.3g}: the closest it gets is {achieved:.3g}{knob_text}"
-        )
+    if ratio is not None and not matches(report["ratio"], ratio):
+        return _unreachable(method, model, ratio, knob, report["trainable_backbone"], backbone)
     return Prepared(
         model=model, method=name, knob=method.knob, knob_value=knob, target_ratio=ratio,
-        achieved_ratio=achieved, trainable=report["trainable"], backbone_params=backbone,
-        head_params=report["head_params"], reachable=reachable, note=note, hparams=method.hparams(),
+        achieved_ratio=report["ratio"], trainable=report["trainable"], backbone_params=backbone,
+        head_params=report["head_params"], reachable=True, note="", hparams=method.hparams(),
         no_decay=no_decay_names(method, model),
+    )
+
+
+def matches(achieved: float, target: float) -> bool:
+    """Whether an achieved ratio meets a target one: within ``TOLERANCE`` of it, relatively."""
+    return abs(achieved / target - 1) <= TOLERANCE
+
+
+def _unreachable(method: PeftMethod, model: nn.Module, ratio: float, knob: Any, trainable_backbone: int,
+                 backbone: int) -> Prepared:
+    """The record of a ratio ``method`` cannot reach: the closest it gets, at which knob."""
+    achieved = trainable_backbone / backbone
+    knob_text = f" ({method.knob}={knob})" if method.knob else ""
+    head = sum(p.numel() for n, p in model.named_parameters() if in_modules(n, HEAD))
+    return Prepared(
+        model=model, method=method.name, knob=method.knob, knob_value=knob, target_ratio=ratio,
+        achieved_ratio=achieved, trainable=trainable_backbone + head, backbone_params=backbone, head_params=head,
+        reachable=False, note=f"{method.name} cannot reach ratio {ratio:.3g}: the closest it gets is {achieved:.3g}{knob_text}",
+        hparams=method.hparams(),
     )
 
 

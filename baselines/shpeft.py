@@ -32,7 +32,10 @@ class SparseImportanceTuning(PeftMethod):
         return num_selected(PAPER_RATIO, backbone)
 
     def solve(self, model: nn.Module, ratio: float, backbone: int) -> int:
-        return num_selected(ratio, backbone)  # any k is reachable: exact match
+        """k = round(ratio x backbone), kept within [1, eligible weights]: any k in that range is exact,
+        and a ratio outside it is reported unreachable by ``prepare`` (never a crash)."""
+        eligible = sum(p.numel() for p in shpeft.eligible_parameters(model).values())
+        return min(max(1, round(ratio * backbone)), eligible)
 
     def count(self, model: nn.Module, knob: int) -> int:
         return knob
