@@ -36,6 +36,7 @@ from timm.models import get_pretrained_cfg, load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
+from benchmark.cli import UserError
 from shpeft import HEAD, in_modules
 
 __all__ = [
@@ -53,11 +54,11 @@ _TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4, 
 _CHECKPOINT_HINT = "pass it as checkpoint=PATH (command line: --checkpoint PATH)"
 
 
-class BackboneUnavailableError(RuntimeError):
+class BackboneUnavailableError(UserError, RuntimeError):
     """Pretrained weights could not be fetched (e.g. offline); the message says what to download."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A weights file cannot be read or does not fit the backbone; the message names file and problem."""
 
 
@@ -79,10 +80,12 @@ class _Timm:
         return arch, tag or None
 
     def build(self, arch: str, tag: str | None, num_classes: int, image_size: int | None) -> VisionTransformer:
+        if not timm.is_model(arch):
+            raise KeyError(f"unknown timm model {arch!r} (timm.list_models() lists them)")
         size = {} if image_size is None else {"img_size": image_size}
         model = timm.create_model(_timm_name(arch, tag), pretrained=False, num_classes=num_classes, **size)
         if not isinstance(model, VisionTransformer):
-            raise ValueError(f"timm:{arch} is a {type(model).__name__}, not a VisionTransformer")
+            raise KeyError(f"timm:{arch} is a {type(model).__name__}, not a VisionTransformer")
         return model
 
     def weights(self, arch: str, tag: str | None) -> Path:

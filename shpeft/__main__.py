@@ -4,10 +4,20 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .io import AdapterMismatchError, read_adapter
 
 EXIT_BAD_INPUT = 2  # argparse's code for a usage error; a bad adapter file is one too
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one ``error:`` line, as every benchmark command (shpeft stands
+    alone: it imports nothing from the benchmark). Sub-parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
 def inspect_adapter(path: str) -> dict:
@@ -25,7 +35,7 @@ def inspect_adapter(path: str) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m shpeft", description=__doc__)
+    parser = _Parser(prog="python -m shpeft", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     inspect = sub.add_parser("inspect", help="report k per weight and the achieved trainable ratio")
     inspect.add_argument("adapter", help="an adapter file written by shpeft.save_adapter")
@@ -38,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.debug:
             raise
         parser.exit(EXIT_BAD_INPUT, f"error: {' '.join(str(err).split())}\n")  # one line
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        parser.exit(EXIT_INTERRUPTED, "interrupted\n")
     if args.json:
         print(json.dumps(info, indent=2))
         return

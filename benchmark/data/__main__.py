@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from benchmark.cli import (
+    ArgumentParser, add_debug, existing_path, file_path, folder_path, guarded, int_at_least, non_negative_int,
+    positive_int,
+)
 
 from . import DataError, describe, get, meta, names, prepare
 from .download import ACCEPT_FLAG, MIRROR_ENV
 from .synthetic import WRITERS, SynthConfig
 
 USER_ERRORS = (DataError, KeyError, OSError)  # the user can fix these: no traceback
-EXIT_USER_ERROR = 2
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -77,14 +80,15 @@ def _synth(args: argparse.Namespace) -> None:
 
 def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="a registered name (see `list`) or folder:<path>")
-    p.add_argument("--root", default="data", help="data root: raw files in ROOT/NAME/raw, cache in ROOT/NAME/SIZE")
-    p.add_argument("--size", type=int, default=224, help="square image size of the cache (default 224)")
+    p.add_argument("--root", type=folder_path, default="data",
+                   help="data root: raw files in ROOT/NAME/raw, cache in ROOT/NAME/SIZE")
+    p.add_argument("--size", type=positive_int, default=224, help="square image size of the cache (default 224)")
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    top = argparse.ArgumentParser(prog="python -m benchmark.data", description=__doc__, parents=[common],
+    common = ArgumentParser(add_help=False)
+    add_debug(common)
+    top = ArgumentParser(prog="python -m benchmark.data", description=__doc__, parents=[common],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("list", parents=[common], help="table of registered datasets with their status for the paper") \
@@ -92,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", parents=[common], help="fetch or read, verify and decode a dataset once")
     _cache_options(p)
-    p.add_argument("--from", dest="source", metavar="PATH",
+    p.add_argument("--from", dest="source", metavar="PATH", type=existing_path,
                    help="your copy of the dataset: the official archive or the extracted folder in the authors' "
                         "layout (read in place, never modified)")
     p.add_argument("--mirror", metavar="DIR_OR_URL",
@@ -111,40 +115,30 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("statuses", parents=[common],
                        help="YAML of each dataset's status for the paper (confirmed, likely, stand-in, ...)")
     t.add_argument("names", nargs="+", help="registered dataset names")
-    t.add_argument("--out", help="write the YAML here instead of printing it")
+    t.add_argument("--out", type=file_path, help="write the YAML here instead of printing it")
     t.set_defaults(run=_statuses)
 
     s = sub.add_parser("synth", parents=[common], help="write a small synthetic dataset in a real on-disk format")
     s.add_argument("format", choices=sorted(WRITERS),
                    help="medmnist: a .npz; folder: class folders; covid-ct: the COVID-CT layout")
-    s.add_argument("out", help="output folder (for medmnist, the folder that receives synthetic-medmnist_<size>.npz)")
+    s.add_argument("out", type=folder_path,
+                   help="output folder (for medmnist, the folder that receives synthetic-medmnist_<size>.npz)")
     d = SynthConfig()
-    s.add_argument("--classes", type=int, default=d.num_classes, help="number of classes (covid-ct: always 2)")
-    s.add_argument("--n-train", type=int, default=d.n_train, help="training images")
-    s.add_argument("--n-val", type=int, default=d.n_val, help="validation images")
-    s.add_argument("--n-test", type=int, default=d.n_test, help="test images")
-    s.add_argument("--size", type=int, default=d.size, help="image size in pixels")
+    s.add_argument("--classes", type=int_at_least(2), default=d.num_classes,
+                   help="number of classes (covid-ct: always 2)")
+    s.add_argument("--n-train", type=positive_int, default=d.n_train, help="training images")
+    s.add_argument("--n-val", type=positive_int, default=d.n_val, help="validation images")
+    s.add_argument("--n-test", type=positive_int, default=d.n_test, help="test images")
+    s.add_argument("--size", type=positive_int, default=d.size, help="image size in pixels")
     s.add_argument("--channels", type=int, choices=(1, 3), default=d.channels, help="1 = grayscale")
-    s.add_argument("--seed", type=int, default=d.seed, help="generator seed")
+    s.add_argument("--seed", type=non_negative_int, default=d.seed, help="generator seed")
     s.set_defaults(run=_synth)
     return top
 
 
-def one_line(err: BaseException) -> str:
-    """An error as one line: its message (KeyError's without quotes), whitespace collapsed."""
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(str(message).split())
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
-        args.run(args)
-    except USER_ERRORS as err:
-        if args.debug:
-            raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    guarded(lambda: args.run(args), USER_ERRORS, debug=args.debug)
 
 
 if __name__ == "__main__":

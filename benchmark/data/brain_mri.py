@@ -22,6 +22,7 @@ from .splits import VAL_FRACTION
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 PAGE = "https://www.kaggle.com/datasets/masoudnickparvar/brain-tumor-mri-dataset"
 PARTS = {"train": "Training", "test": "Testing"}
+UNPACKED_BYTES = 243_000_000  # the unpacked Kaggle archive (Training/ and Testing/)
 LAYOUT = f"Training/{{{','.join(CLASSES)}}}/ and Testing/{{...}}/ (the folder or its only sub-folder)"
 
 
@@ -34,7 +35,7 @@ def find_layout(folder: Path) -> Path | None:
 def load_brain_mri(request: Request) -> Source:
     """Read the Kaggle brain-tumour MRI layout from the user's copy or the raw folder."""
     if request.source is not None:
-        data = request.user_layout("brain_mri", find_layout, "brain-tumor-mri", LAYOUT)
+        data = request.user_layout("brain_mri", find_layout, "brain-tumor-mri", LAYOUT, UNPACKED_BYTES)
     else:
         data = find_layout(request.raw) or request.raw
     folders = {split: [data / part / c for c in CLASSES] for split, part in PARTS.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import Source, check_counts, split_counts
-from .download import extract_zip
+from .download import extract_layout
 from .errors import DatasetUnavailableError
 from .folder import scan
 from .registry import DatasetSpec, register
@@ -27,6 +27,7 @@ URL = "https://scholar.cu.edu.eg/Dataset_BUSI.zip"
 FOLDER = "Dataset_BUSI_with_GT"
 CLASSES = ("normal", "benign", "malignant")
 PUBLISHED = {"all": (133, 437, 210)}
+UNPACKED_BYTES = 266_000_000  # the unpacked Dataset_BUSI_with_GT (images and masks)
 LAYOUT = f"{FOLDER}/{{{','.join(CLASSES)}}}/*.png (the folder, its parent, or Dataset_BUSI.zip)"
 HINT = ("BUSI is also mirrored on Kaggle ('Breast Ultrasound Images Dataset', "
         f"aryashah2k/breast-ultrasound-images-dataset); pass its {FOLDER} folder with --from.")
@@ -46,13 +47,13 @@ def load_busi(request: Request, expected: dict[str, tuple[int, ...]] | None = PU
     """Read BUSI from the user's copy or the raw folder (fetching and unpacking the zip when it is
     missing); ``expected`` are the per-class image counts to verify (None: do not check)."""
     if request.source is not None:
-        data = request.user_layout("busi", find_layout, FOLDER, LAYOUT)
+        data = request.user_layout("busi", find_layout, FOLDER, LAYOUT, UNPACKED_BYTES)
     else:
         data = find_layout(request.raw)
         if data is None:
             hint = f"Or pass the unpacked folder with --from. {HINT}"
             archive = request.fetch(URL, request.raw / "Dataset_BUSI.zip", hint=hint)
-            data = find_layout(extract_zip(archive, request.raw, FOLDER, hint=hint))
+            data = extract_layout(archive, request.raw, FOLDER, find_layout, hint, expected_bytes=UNPACKED_BYTES)
             if data is None:
                 raise DatasetUnavailableError(f"busi: {archive} is not in the authors' layout {LAYOUT}")
     source = Source({"all": scan([data / c for c in CLASSES], exclude=is_mask)}, CLASSES, data,

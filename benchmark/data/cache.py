@@ -29,6 +29,7 @@ import torch
 from filelock import FileLock
 
 from .. import paths
+from ..values import is_integer
 from . import registry
 from .base import SPLITS, Checksum, RawSplit, Source, TensorSplit, class_counts
 from .errors import CorruptFileError, DataError, DatasetUnavailableError, DegenerateDatasetError
@@ -38,6 +39,7 @@ from .sources import Request
 from .splits import complete
 
 META = "meta.json"
+MIN_SIZE = 1  # px: images are resized to any size; a run reads the cache at its model's input size
 CHECKSUM_KEY = "checksum"  # meta.json's {"status": official|user-supplied|unpublished, "files": {name: md5}}
 
 
@@ -52,27 +54,42 @@ def prepare(name: str, root: str | Path, size: int = 224, *, source: str | Path 
     that differ from the published ones) be used, recorded as ``user-supplied``.
     Raises a :class:`DataError` saying what to do when the data cannot be had or used."""
     spec = registry.get(name)
+    check_size(size)
     out = paths.cache_dir(root, spec.name, size)
     if _is_current(out, source):
         return out
+    # before the lock: a missing --from, a zip bomb, or bad data outside the data root creates nothing there
+    request = Request.make(spec.raw_dir(root), size, source or _recorded(out).get("from"), mirror,
+                           accept_checksum_mismatch)
+    early = _read(spec, request) if spec.location is not None else None  # only read, never written
     with _locked(spec.lock_file(root)):
         if _is_current(out, source):  # another process built it while we waited
             return out
         clean_stale(out.parent)
-        raw = spec.raw_dir(root)
         if spec.location is None:
-            clean_stale(raw, recursive=True)
-        recorded = _recorded(out).get("from")
-        request = Request.make(raw, size, source or recorded, mirror, accept_checksum_mismatch)
-        found = spec.loader(request)
-        if spec.class_names and found.class_names != spec.class_names:
-            raise ValueError(f"{name}: loader found classes {found.class_names}, registry says {spec.class_names}")
-        splits, split_info = complete(found.splits)
-        check_trainable(name, found.class_names, splits)
+            clean_stale(request.raw, recursive=True)
+        found, splits, split_info = early or _read(spec, request)
         inputs = (request.source,) if request.source else found.inputs
         info = _meta(spec, found, splits, split_info, size, request.source, fingerprint(inputs))
-        _build(out, splits, info, name)
+        _build(out, splits, info, spec.name)
     return out
+
+
+def _read(spec: registry.DatasetSpec, request: Request) -> tuple[Source, dict[str, RawSplit], dict[str, Any]]:
+    """The loader's source, its completed train/val/test splits and how they were made; data that
+    cannot train is refused here, before decoding."""
+    found = spec.loader(request)
+    if spec.class_names and found.class_names != spec.class_names:
+        raise ValueError(f"{spec.name}: loader found classes {found.class_names}, registry says {spec.class_names}")
+    splits, split_info = complete(found.splits)
+    check_trainable(spec.name, found.class_names, splits)
+    return found, splits, split_info
+
+
+def check_size(size: object) -> None:
+    """A cache's image size: an integer >= :data:`MIN_SIZE` (0 would be an empty cache)."""
+    if not is_integer(size) or size < MIN_SIZE:
+        raise ValueError(f"size: got {size!r}; expected an integer >= {MIN_SIZE} (pixels)")
 
 
 def check_trainable(name: str, class_names: tuple[str, ...], splits: Mapping[str, RawSplit]) -> None:

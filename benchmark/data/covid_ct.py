@@ -30,6 +30,7 @@ CLASSES = ("COVID", "NonCOVID")  # label order of the authors' own data loader
 FOLDERS = ("CT_COVID", "CT_NonCOVID")
 IMAGES, LISTS = "Images-processed", "Data-split"
 PUBLISHED = {"images": (349, 397)}
+UNPACKED_BYTES = {"CT_COVID": 50_200_000, "CT_NonCOVID": 47_200_000}  # each image zip, unpacked
 HINT = ("COVID-CT is the GitHub repository UCSD-AI4H/COVID-CT: clone or download it and pass "
         "its folder with --from.")
 
@@ -51,7 +52,7 @@ def fetch_missing(raw: Path, request: Request) -> None:
     for folder in FOLDERS:
         if not (images / folder).is_dir():
             archive = request.fetch(f"{REPO}/{IMAGES}/{folder}.zip", images / f"{folder}.zip", hint=HINT)
-            extract_zip(archive, images, folder, hint=HINT)
+            extract_zip(archive, images, folder, hint=HINT, expected_bytes=UNPACKED_BYTES[folder])
     for cls in CLASSES:
         for split in SPLITS:
             request.fetch(f"{REPO}/{split_list(cls, split)}", raw / split_list(cls, split), hint=HINT)
@@ -68,7 +69,8 @@ def materialize(layout: Path, raw: Path) -> Path:
         if unpacked.is_dir():
             shutil.copytree(unpacked, raw / IMAGES / folder, dirs_exist_ok=True)
         elif archive.is_file():
-            extract_zip(archive, raw / IMAGES, folder, hint=HINT, downloaded=False)
+            extract_zip(archive, raw / IMAGES, folder, hint=HINT, downloaded=False,
+                        expected_bytes=UNPACKED_BYTES[folder])
         else:
             raise DatasetUnavailableError(f"covid_ct: neither {unpacked} nor {archive} exists. {HINT}")
     shutil.copytree(layout / LISTS, raw / LISTS, dirs_exist_ok=True)

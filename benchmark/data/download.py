@@ -8,6 +8,10 @@ earlier one, and the move is reported). One attempt per call, with a short socke
 machine without network this fails in seconds and says which URL to fetch by hand, under which
 file name, and where to put it.
 
+An archive is checked before anything is extracted: the uncompressed total of its members may
+not exceed :func:`unpack_limit` (a multiple of its own size and of the dataset's declared size);
+an extraction that fails, or that does not hold the dataset's layout, is removed.
+
 A *mirror* (``mirror=`` or the ``SHPEFT_DATA_MIRROR`` environment variable: a local folder or a
 base URL) replaces every download host: a file is looked up there by its official file name
 (the last component of its URL), so a cluster can stage the archives once.
@@ -21,18 +25,24 @@ import urllib.request
 import uuid
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from .errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError
+from .errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError, OversizedArchiveError
 from .files import CHUNK, file_hash, is_hidden, remove, replace_dir, temporary
 
 TIMEOUT_S = 5.0  # socket timeout for connecting and for each read
 MIRROR_ENV = "SHPEFT_DATA_MIRROR"
 ACCEPT_FLAG = "--accept-checksum-mismatch"  # the CLI option (API: accept_checksum_mismatch=True)
+UNPACK_RATIO = 100  # an archive may unpack to this multiple of its size: images hardly compress, zeros ~1000x
+UNPACK_FLOOR = 16_000_000  # bytes any archive may unpack to (a small archive of text compresses well)
+EXPECTED_MARGIN = 3  # an archive may unpack to this multiple of its dataset's declared unpacked size
 
-__all__ = ["DatasetUnavailableError", "extract_zip", "fetch", "file_hash", "mirrored", "quarantine"]
+__all__ = ["DatasetUnavailableError", "check_unpack_size", "extract_layout", "extract_zip", "fetch", "file_hash",
+           "mirrored", "quarantine"]
 
 
 def official_name(url: str) -> str:
@@ -128,28 +138,82 @@ def _stream(url: str, part: Path, timeout: float, desc: str) -> None:
         raise http.client.IncompleteRead(b"", total - done)
 
 
-def extract_zip(archive: Path, dest: Path, folder: str, hint: str = "", *, downloaded: bool = True) -> Path:
+def unpack_limit(archive: Path, expected_bytes: int | None = None) -> int:
+    """The most bytes ``archive`` may unpack to: :data:`UNPACK_RATIO` x its own size (at least
+    :data:`UNPACK_FLOOR`), and no more than :data:`EXPECTED_MARGIN` x the dataset's declared
+    unpacked size ``expected_bytes``, when it declares one."""
+    limit = max(UNPACK_RATIO * archive.stat().st_size, UNPACK_FLOOR)
+    return min(limit, EXPECTED_MARGIN * expected_bytes) if expected_bytes else limit
+
+
+def check_unpack_size(archive: Path, expected_bytes: int | None = None) -> None:
+    """Refuse ``archive`` if its members add up to more than :func:`unpack_limit` (a zip bomb, or
+    not this dataset). Reads only the archive's directory; nothing is extracted."""
+    with zipfile.ZipFile(archive) as zf:
+        total = sum(member.file_size for member in zf.infolist())
+    if total > (limit := unpack_limit(archive, expected_bytes)):
+        dataset = f" for a dataset of about {_mb(expected_bytes)}" if expected_bytes else ""
+        raise OversizedArchiveError(f"{archive} ({_mb(archive.stat().st_size)}) would unpack to {_mb(total)}, more "
+                                    f"than the {_mb(limit)} allowed{dataset}: not an archive of this dataset")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _set_aside(archive: Path, reason: str, downloaded: bool) -> str:
+    """Quarantine a bad archive we ``downloaded`` (a user's is never touched); what to say about it."""
+    return f"; moved it to {quarantine(archive, reason)}" if downloaded else ""
+
+
+def _unpack(archive: Path, tmp: Path, expected_bytes: int | None) -> None:
+    """Size check, zip integrity test, then extraction into ``tmp``."""
+    check_unpack_size(archive, expected_bytes)
+    with zipfile.ZipFile(archive) as zf:
+        if (bad_member := zf.testzip()) is not None:
+            raise zipfile.BadZipFile(f"member {bad_member} fails its CRC check")
+        zf.extractall(tmp)
+
+
+def _content(tmp: Path) -> Path:
+    """The extracted data in ``tmp``: its single top-level folder if there is one, else ``tmp``;
+    OS metadata (``__MACOSX/``, ``.DS_Store``) removed."""
+    for entry in list(tmp.iterdir()):
+        if is_hidden(Path(entry.name)):
+            remove(entry)
+    entries = list(tmp.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+
+
+def extract_zip(archive: Path, dest: Path, folder: str, hint: str = "", *, downloaded: bool = True,
+                expected_bytes: int | None = None) -> Path:
     """Unpack ``archive`` into ``dest/folder`` (an archive holding a single top-level folder is
-    unwrapped) after the zip integrity test; returns ``dest/folder``. Extraction goes through a
-    unique temporary folder and replaces any older ``dest/folder`` in one rename, so an
-    interrupted run never leaves a half-filled one. A damaged archive we ``downloaded`` is moved
-    aside; a user's archive is never touched."""
+    unwrapped) after the size check (:func:`check_unpack_size`, ``expected_bytes`` being the
+    dataset's unpacked size if declared) and the zip integrity test; returns ``dest/folder``.
+    Extraction goes through a unique temporary folder, removed on any failure, and replaces any
+    older ``dest/folder`` in one rename, so no run leaves a half-filled one. A refused archive we
+    ``downloaded`` is moved aside; a user's archive is never touched."""
     target = dest / folder
     tmp = temporary(target)
     try:
-        with zipfile.ZipFile(archive) as zf:
-            if (bad_member := zf.testzip()) is not None:
-                raise zipfile.BadZipFile(f"member {bad_member} fails its CRC check")
-            zf.extractall(tmp)
+        _unpack(archive, tmp, expected_bytes)
+        replace_dir(_content(tmp), target)
+    except OversizedArchiveError as err:
+        raise OversizedArchiveError(f"{err}{_set_aside(archive, str(err), downloaded)}. {hint}".strip()) from None
     except (zipfile.BadZipFile, EOFError, ValueError) as err:
-        remove(tmp)
-        moved = f"; moved it to {quarantine(archive, f'not a valid zip archive ({err})')}" if downloaded else ""
+        moved = _set_aside(archive, f"not a valid zip archive ({err})", downloaded)
         raise CorruptFileError(f"{archive} is damaged ({err}){moved}. {hint}".strip()) from err
-    entries = [e for e in tmp.iterdir() if not is_hidden(Path(e.name))]
-    content = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-    for entry in tmp.iterdir():  # __MACOSX/, .DS_Store: not data
-        if is_hidden(Path(entry.name)):
-            remove(entry)
-    replace_dir(content, target)
-    remove(tmp)
+    finally:
+        remove(tmp)
     return target
+
+
+def extract_layout(archive: Path, dest: Path, folder: str, find: Callable[[Path], Path | None], hint: str = "",
+                   **options: Any) -> Path | None:
+    """:func:`extract_zip` (same ``options``), then ``find`` the dataset's layout in what it
+    unpacked; an extraction without it is removed again (it is not the dataset) and None returned."""
+    unpacked = extract_zip(archive, dest, folder, hint, **options)
+    found = find(unpacked)
+    if found is None:
+        remove(unpacked)
+    return found

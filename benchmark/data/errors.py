@@ -4,8 +4,10 @@
 """
 from __future__ import annotations
 
+from benchmark.cli import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """A user-fixable problem with a dataset: missing, refused, degenerate or unreadable files."""
 
 
@@ -25,3 +27,13 @@ class DegenerateDatasetError(DataError, ValueError):
 
 class CorruptFileError(DataError):
     """A file (archive, array, image, cached tensor) cannot be read."""
+
+
+class OversizedArchiveError(DataError):
+    """An archive would unpack to far more than its dataset holds (a zip bomb, or another dataset);
+    refused before anything is extracted."""
+
+
+class SplitFileError(DataError, ValueError):
+    """A split file of an image folder is wrong: a line that names no class folder or leaves the
+    folder, or a file listed in two splits (test leakage). The message names the file and line."""

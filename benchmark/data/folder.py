@@ -3,7 +3,9 @@
 Layout: ``<raw>/<class>/**/*.{png,jpg,jpeg,bmp,tif,tiff}`` with classes = the sub-folders in
 sorted order, and optionally ``<raw>/splits/{train,val,test}.txt`` (one path per line, relative
 to ``<raw>``, its first component being the class folder; val.txt may be left out, then val is
-carved out of train). Without split files the images are split 70/10/20, seeded and stratified.
+carved out of train; an image may be listed in one split file only, and every line must stay
+inside ``<raw>``: no absolute paths, no ``..``). Without split files the images are split
+70/10/20, seeded and stratified.
 Hidden entries and OS metadata (dot-folders, ``.DS_Store``, ``__MACOSX/``) are never classes or images.
 
 ``register_folder("mydata")`` reads ``<root>/mydata/raw``; ``register_folder("mydata", path)``
@@ -11,11 +13,12 @@ reads ``path``; the name ``folder:<path>`` works without registering.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from itertools import combinations
+from pathlib import Path, PurePosixPath
 
 from .base import SPLITS, RawSplit, Source
-from .errors import DatasetUnavailableError
+from .errors import DatasetUnavailableError, SplitFileError
 from .files import is_hidden, walk
 from .images import is_image
 from .registry import DatasetSpec, register, register_resolver
@@ -36,9 +39,15 @@ def scan(folders: Sequence[Path], exclude: Callable[[Path], bool] = lambda p: Fa
     return RawSplit(paths, labels)
 
 
+def numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """The non-empty, stripped lines of a split file, with their line numbers (from 1)."""
+    lines = enumerate(path.read_text().splitlines(), start=1)
+    return [(number, line.strip()) for number, line in lines if line.strip()]
+
+
 def read_list(path: Path) -> list[str]:
     """The non-empty, stripped lines of a split file."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line for _, line in numbered_lines(path)]
 
 
 def require_files(dataset: str, paths: Sequence[Path], listed_in: str) -> None:
@@ -49,15 +58,34 @@ def require_files(dataset: str, paths: Sequence[Path], listed_in: str) -> None:
             f"{dataset}: {len(missing)} image(s) listed in {listed_in} are missing, e.g. {missing[:3]}")
 
 
+def _entry(where: str, line: str, classes: Sequence[str]) -> PurePosixPath:
+    """A split-file line as a path inside the folder whose first component is a class folder;
+    ``where`` (``file:line``) names it in the error otherwise."""
+    entry = PurePosixPath(line)
+    if entry.is_absolute() or ".." in entry.parts:
+        raise SplitFileError(f"{where}: {line!r} leads outside the dataset folder; list paths relative to it, "
+                             f"without '..'")
+    if entry.parts[0] not in classes:
+        raise SplitFileError(f"{where}: {line!r}: first path components [{entry.parts[0]!r}] are not class folders "
+                             f"{list(classes)}")
+    return entry
+
+
 def _read_split_file(raw: Path, path: Path, classes: Sequence[str]) -> RawSplit:
-    index = {c: i for i, c in enumerate(classes)}
-    entries = read_list(path)
-    unknown = sorted({e.split("/")[0] for e in entries} - set(index))
-    if unknown:
-        raise ValueError(f"{path}: first path components {unknown[:5]} are not class folders {list(classes)}")
+    entries = [_entry(f"{path}:{number}", line, classes) for number, line in numbered_lines(path)]
     files = [raw / e for e in entries]
     require_files(raw.name, files, str(path))
-    return RawSplit(files, [index[e.split("/")[0]] for e in entries])
+    return RawSplit(files, [classes.index(e.parts[0]) for e in entries])
+
+
+def check_disjoint(raw: Path, splits: Mapping[str, RawSplit], lists: Mapping[str, Path]) -> None:
+    """Refuse an image listed in two split files: one in both train and test leaks the test set."""
+    for a, b in combinations(splits, 2):
+        shared = sorted(set(splits[a].images) & set(splits[b].images))
+        if shared:
+            names = [p.relative_to(raw).as_posix() for p in shared[:3]]
+            raise SplitFileError(f"{len(shared)} image(s) are listed in both {lists[a]} and {lists[b]}, e.g. "
+                                 f"{names}: an image belongs to one split only")
 
 
 def load_folder(raw: Path) -> Source:
@@ -70,6 +98,7 @@ def load_folder(raw: Path) -> Source:
     lists = {s: raw / SPLIT_DIR / f"{s}.txt" for s in SPLITS if (raw / SPLIT_DIR / f"{s}.txt").is_file()}
     if lists:
         splits = {s: _read_split_file(raw, path, classes) for s, path in lists.items()}
+        check_disjoint(raw, splits, lists)
     else:
         splits = {"all": scan([raw / c for c in classes])}
     return Source(splits, tuple(classes), raw, info={"split_files": sorted(lists)}, index_files=tuple(lists.values()))

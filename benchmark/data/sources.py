@@ -38,6 +38,8 @@ class Request:
         where = Path(source).expanduser().resolve() if source else None
         if where is not None and not where.exists():
             raise DatasetUnavailableError(f"--from {source}: no such file or folder")
+        if where is not None and where.suffix.lower() == ".zip" and zipfile.is_zipfile(where):
+            download.check_unpack_size(where)  # a zip bomb is refused before anything is written
         mirror = mirror or os.environ.get(download.MIRROR_ENV) or None
         return cls(Path(raw), size, where, str(mirror) if mirror else None, accept_checksum_mismatch)
 
@@ -46,17 +48,20 @@ class Request:
         return download.fetch(url, dest, mirror=self.mirror, accept_mismatch=self.accept_checksum_mismatch,
                               **checks)
 
-    def user_layout(self, dataset: str, find: Callable[[Path], Path | None], folder: str, layout: str) -> Path:
+    def user_layout(self, dataset: str, find: Callable[[Path], Path | None], folder: str, layout: str,
+                    expected_bytes: int | None = None) -> Path:
         """The folder in the authors' layout inside the user's ``source``: ``find(folder)`` returns it
         (accepting, e.g., the folder or its parent) or None. A zip archive is first extracted
-        into ``raw/folder`` (afresh: the archive may have changed since the last time)."""
+        into ``raw/folder`` (afresh: the archive may have changed since the last time), refused
+        beforehand if it would unpack to far more than the dataset's ``expected_bytes``, and
+        removed again if it does not hold the layout."""
         if self.source.is_dir():
-            searched = self.source
+            found = find(self.source)
         elif zipfile.is_zipfile(self.source):
-            searched = download.extract_zip(self.source, self.raw, folder, downloaded=False)
+            found = download.extract_layout(self.source, self.raw, folder, find, downloaded=False,
+                                            expected_bytes=expected_bytes)
         else:
             raise DatasetUnavailableError(f"{dataset}: {self.source} is neither a folder nor a readable zip archive")
-        found = find(searched)
         if found is None:
             raise DatasetUnavailableError(f"{dataset}: {self.source} is not in the authors' layout; expected {layout}")
         return found

@@ -18,8 +18,11 @@ import torch
 from torch import Tensor
 
 import baselines
+from benchmark.cli import ArgumentParser, add_debug, guarded, positive_int, ratio
+from benchmark.config import check_backbone
 from shpeft.sparse import DELTA_GRAD_ROUTES, SparseDeltaLinear, pick_route
 
+from .cli import checked_device
 from .measure import CLOCKS, PerfConfig, build_backbone, random_batch, timed_ms
 
 
@@ -53,22 +56,30 @@ def time_routes(layer: SparseDeltaLinear, x: Tensor, repeats: int, clock: str = 
     return times
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf.routes", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, each value checked by its type (one ``error:`` line for a bad one)."""
+    p = ArgumentParser(prog="python -m benchmark.perf.routes", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="timm:deit_tiny_patch16_224")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--ratio", type=float, default=1e-2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--ratio", type=ratio, default=1e-2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA if there is one)")
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="CPU timing (as python -m benchmark.perf)")
-    args = p.parse_args(argv)
+    add_debug(p)
+    return p.parse_args(argv)
+
+
+def print_routes(args: argparse.Namespace) -> None:
+    """Check the backbone, image size and device, then time and print every route of every sparse layer."""
+    device = torch.device(checked_device(args.device))
+    check_backbone(args.backbone, args.image_size)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = PerfConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size, device=args.device)
-    device = torch.device(args.device)
+    cfg = PerfConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
+                     device=str(device))
     torch.manual_seed(cfg.seed)
     batch = random_batch(cfg, cfg.size, torch.Generator().manual_seed(cfg.seed))
     model = baselines.prepare(baselines.get("shpeft"), build_backbone(cfg, device), args.ratio, [batch]).model
@@ -89,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("| " + " | ".join(cells) + " |")
     print("\ntotal ms (forward + backward of every sparse layer): "
           + ", ".join(f"{key} {value:.1f}" for key, value in totals.items()))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    guarded(lambda: print_routes(args), debug=args.debug)
 
 
 if __name__ == "__main__":

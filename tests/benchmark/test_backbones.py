@@ -91,7 +91,7 @@ def test_timm_names():
     model = create_backbone("timm:vit_tiny_patch16_224.augreg_in21k", 2, pretrained=False, image_size=32)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 2)
     assert data_config(model)["mean"] == (0.5, 0.5, 0.5)
-    with pytest.raises(ValueError, match="not a VisionTransformer"):
+    with pytest.raises(KeyError, match="not a VisionTransformer"):
         create_backbone("timm:resnet18", 2, pretrained=False)
     with pytest.raises(KeyError, match="clip_vit_b16"):
         create_backbone("no_such_backbone", 2)
