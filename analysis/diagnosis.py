@@ -6,7 +6,6 @@ is recognised from the data (its runs train no backbone weight: achieved ratio 0
 restated here. The verdict is a pure function of one run's per-epoch history (``metrics.history``)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 
 from analysis.render import Cell, Table
 from analysis.tuning import CELL
+from benchmark.result import Result, ResultError
 
 RISE = 0.05  # a train loss this much (relative) above the previous epoch's is a rise
 STILL_FALLING = 0.03  # the last epoch lowered the train loss by more than this (relative): not converged
@@ -22,12 +22,16 @@ FLAT = 0.01  # val macro-F1 within this of its first-epoch value: it never moved
 MAX_EPOCHS_SHOWN = 12
 
 
+HISTORY_KEYS = ("epoch", "train_loss", "val_macro_f1")
+
+
 def read_history(path: str | Path) -> list[dict]:
-    """The per-epoch records (epoch, train_loss, val_macro_f1) of one result JSON ([] when absent)."""
+    """The complete per-epoch records (epoch, train_loss, val_macro_f1) of one result file ([] when absent)."""
     try:
-        return list((json.loads(Path(path).read_text()).get("metrics") or {}).get("history") or [])
-    except (OSError, ValueError):
+        history = Result.read(path).history
+    except ResultError:
         return []
+    return [h for h in history if all(k in h for k in HISTORY_KEYS)]
 
 
 def verdict(history: Sequence[dict]) -> str:
@@ -83,6 +87,36 @@ def below_probe(selected: pd.DataFrame, metric: str = "test.macro_f1") -> pd.Dat
                      "seed": run["seed"], "train_loss": _curve(history, "train_loss"),
                      "val_macro_f1": _curve(history, "val_macro_f1"), "verdict": verdict(history)})
     return pd.DataFrame(rows)
+
+
+CHANCE_MARGIN = 0.05  # a run whose test balanced accuracy is within this of chance (1 / classes) learned ~nothing
+
+
+def near_chance(runs: pd.DataFrame, margin: float = CHANCE_MARGIN) -> pd.DataFrame:
+    """Every finished run (sweep cells included) whose test balanced accuracy is within ``margin`` of chance,
+    with its loss history and verdict."""
+    ok = runs[runs["status"].eq("ok")]
+    if ok.empty or "test.balanced_accuracy" not in ok.columns or "test.per_class_f1" not in ok.columns:
+        return pd.DataFrame()
+    chance = 1 / ok["test.per_class_f1"].map(len)
+    close = ok[ok["test.balanced_accuracy"] - chance < margin]
+    rows = []
+    for _, run in close.sort_values(CELL + ["seed"]).iterrows():
+        history = read_history(run["path"])
+        rows.append({**{k: run[k] for k in CELL}, "lr": run["lr_tag"], "seed": run["seed"],
+                     "balanced_accuracy": run["test.balanced_accuracy"], "chance": 1 / len(run["test.per_class_f1"]),
+                     "train_loss": _curve(history, "train_loss"), "val_macro_f1": _curve(history, "val_macro_f1"),
+                     "verdict": verdict(history)})
+    return pd.DataFrame(rows)
+
+
+def near_chance_table(rows: pd.DataFrame) -> Table:
+    body = [[Cell(r["dataset"]), Cell(r["method"]), Cell(r["ratio_tag"]), Cell(str(r["lr"])), Cell(str(r["seed"])),
+             Cell(f"{r['balanced_accuracy']:.3f}"), Cell(f"{r['chance']:.3f}"), Cell(r["train_loss"]),
+             Cell(r["val_macro_f1"]), Cell(r["verdict"])] for _, r in rows.iterrows()]
+    header = ["dataset", "method", "ratio", "lr", "seed", "test balanced accuracy", "chance", "train loss per epoch",
+              "val macro-F1 per epoch", "verdict"]
+    return Table(header, body, f"Runs within {CHANCE_MARGIN} of chance (test balanced accuracy), and why", n_index=5)
 
 
 def below_probe_table(rows: pd.DataFrame) -> Table:

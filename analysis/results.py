@@ -1,4 +1,4 @@
-"""Load result JSONs (docs/architecture.md, "Result JSON") into one flat DataFrame."""
+"""Load result files (benchmark.result.Result; docs/architecture.md, "Result JSON") into one flat DataFrame."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.paths import NATIVE, lr_tag, ratio_tag, parse_run_relpath
+from benchmark.paths import lr_tag, parse_run_relpath, ratio_tag
+from benchmark.result import Result, ResultError
+from benchmark.values import NATIVE
 
-SCHEMA = 1
 IDENTITY = ["dataset", "backbone", "method", "ratio", "seed"]
 DEFAULT_LR = "default"  # the lr tag of a run without an explicit learning rate (the method's default)
 # Always present, so that downstream code never meets a missing column.
@@ -34,55 +35,42 @@ def flatten(obj: dict, prefix: str = "") -> dict:
     return flat
 
 
-def effective_lr(data: dict) -> float | None:
-    """The learning rate a run trained with: ``hparams.lr`` (written by the runner), else ``config.lr``
-    (older files; None = the method's default)."""
-    lr = (data.get("hparams") or {}).get("lr", data["config"].get("lr"))
-    return None if lr is None else float(lr)
-
-
-def run_key(data: dict) -> str | None:
+def run_key(result: Result) -> str | None:
     """What makes two result files one run: equal ``config.identity``, with the training settings taken
     as the run used them (``hparams``) when recorded, so that an explicit lr equal to the default is the
     same run as the default. None when the file has no identity."""
-    identity = data["config"].get("identity")
+    identity = result.identity
     if identity is None:
         return None
-    if "hparams" in data:
-        identity = {k: v for k, v in identity.items() if k not in ("train", "lr")} | {"hparams": data["hparams"]}
+    if result.hparams:
+        identity = {k: v for k, v in identity.items() if k not in ("train", "lr")} | {"hparams": result.hparams}
     return json.dumps(identity, sort_keys=True)
 
 
 def load_run(path: str | Path) -> dict:
-    """One result file -> one flat record; unreadable files get status ``corrupt``."""
+    """One result file -> one flat record; a file that is not a valid result gets status ``corrupt``
+    with the reader's reason (its identity read back from the path)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-            raise ValueError("not a result object (no 'config')")
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"unsupported schema {data.get('schema')!r} (expected {SCHEMA})")
-    except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
-        return {"path": str(path), "status": "corrupt", "error": f"{type(err).__name__}: {err}",
-                **parse_run_relpath(path)}
-    config = data["config"]
-    metrics = data.get("metrics") or {}
-    record = {
-        "path": str(path), "status": data.get("status"), "error": data.get("error"),
-        **{k: config.get(k) for k in IDENTITY},
-        "lr": effective_lr(data),
-        "run_id": run_key(data) or str(path),  # a tuning cell and a final cell at the same lr: one run
+        result = Result.read(path)
+    except ResultError as err:
+        return {"path": str(path), "status": "corrupt", "error": str(err), **parse_run_relpath(path)}
+    config = result.config
+    return {
+        "path": str(path), "status": result.status, "error": result.error,
+        **{k: config.get(k) for k in IDENTITY}, "ratio": result.ratio,
+        "lr": result.lr,
+        "run_id": run_key(result) or str(path),  # a tuning cell and a final cell at the same lr: one run
         **flatten({k: v for k, v in config.items() if k not in IDENTITY}, "config."),
-        **flatten(data.get("hparams") or {}, "hparams."),
-        **flatten(data.get("budget") or {}, "budget."),
-        **flatten(data.get("recipe") or {}, "recipe."),
-        **flatten(metrics.get("test") or {}, "test."),
-        **flatten(metrics.get("val") or {}, "val."),
-        "best_epoch": metrics.get("best_epoch"),
-        **flatten(data.get("perf") or {}, "perf."),
-        **flatten(data.get("provenance") or {}, "provenance."),
+        **flatten(result.hparams, "hparams."),
+        **flatten(result.budget or {}, "budget."),
+        **flatten(result.recipe or {}, "recipe."),
+        **flatten(result.split_metrics("test"), "test."),
+        **flatten(result.split_metrics("val"), "val."),
+        "best_epoch": (result.metrics or {}).get("best_epoch"),
+        **flatten(result.perf or {}, "perf."),
+        **flatten(result.provenance or {}, "provenance."),
     }
-    return record
 
 
 def find_run_files(root: str | Path) -> list[Path]:

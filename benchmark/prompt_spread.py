@@ -26,7 +26,7 @@ from torch import nn
 
 from baselines.vpt import PromptedViT
 from benchmark.config import HELP, RunConfig, from_flat, parse_bool, validate_values
-from benchmark.run import build_model, load_splits, make_batches, seed_everything
+from benchmark.cell import build_model, load_splits, make_batches, seed_everything
 
 
 @torch.no_grad()

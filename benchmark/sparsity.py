@@ -1,4 +1,4 @@
-"""The paper's motivation measurement on fully fine-tuned models, one per dataset -> three CSVs
+"""The paper's motivation measurement on fully fine-tuned models (per dataset and seed) -> four CSVs
 (drawn by ``python -m analysis sparsity``).
 
 For every (result JSON, state) pair of ``python -m benchmark.run --method full --save-state ...``, the
@@ -11,16 +11,20 @@ eligible weights (``shpeft.eligible_parameters``: the block projection matrices)
   changes (every other eligible weight reverted to pretrained), with the references "fine-tuned" (p = 1)
   and "reverted" (p = 0). Every NON-eligible parameter (head, biases, norms, embeddings) is always the
   fine-tuned one (column ``non_eligible``).
-* ``overlap.csv`` (hybridity): |A ∩ B| / k of the top-k sets (k = round(ratio x eligible
-  weights), ``shpeft.select``, same tie rule as the method) of every pair of datasets and of each
-  dataset with the task-agnostic top-k (|w_pre|); ``random_expected`` = k / N is the overlap of random sets.
+* ``hybridity.csv`` (hybridity): per model, |A ∩ B| / k of its top-k |dw| (k = round(ratio x eligible
+  weights), ``shpeft.select``, same tie rule as the method) with the task-specific top-k (the mean |gradient|
+  of the task loss at the pretrained weights on the run's calibration sample, SH-PEFT's own score) and with
+  the task-agnostic top-k (|w_pre|); ``random_expected`` = k / N is the overlap of random sets.
+* ``overlap.csv`` (hybridity across datasets): the same overlap for every pair of datasets (each one's
+  lowest-seed model) and with the task-agnostic top-k.
+
+Every row names its model by ``dataset`` and ``seed``.
 
 ``python -m benchmark.sparsity --runs a.json b.json --states a.safetensors b.safetensors --out results/sparsity``
 """
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +37,9 @@ from torch import Tensor, nn
 
 import shpeft
 from benchmark.config import RunConfig
-from benchmark.run import build_model, load_splits, make_batches, recorded_config, resolve_device
+from benchmark.cell import build_model, calibration_split, load_splits, make_batches, resolve_device
+from benchmark.config import from_recorded
+from benchmark.result import Result
 from benchmark.train import evaluate
 
 CONCENTRATION_GRID: tuple[float, ...] = tuple(float(f"{p:.3g}") for p in np.logspace(-5, 0, 21))
@@ -101,10 +107,10 @@ class FineTuned:
     @classmethod
     def read(cls, result: str | Path, state: str | Path, data_root: str | None = None) -> FineTuned:
         """The run of ``result`` (``data_root`` overrides the recorded data root)."""
-        status = json.loads(Path(result).read_text()).get("status")
-        if status != "ok":
-            raise ValueError(f"{result}: status {status!r}, need a finished ('ok') run")
-        cfg = recorded_config(result, {"data_root": data_root} if data_root else {})
+        recorded = Result.read(result)
+        if recorded.status != "ok":
+            raise ValueError(f"{result}: status {recorded.status!r}, need a finished ('ok') run")
+        cfg = from_recorded(recorded.config, {"data_root": data_root} if data_root else {})
         return cls(cfg.dataset, cfg, Path(state))
 
     def pretrained(self, num_classes: int, device: torch.device) -> nn.Module:
@@ -118,13 +124,21 @@ class FineTuned:
 
 @dataclass
 class Analysed:
-    """What one fine-tuned model contributes to the three outputs."""
+    """What one fine-tuned model contributes to the outputs."""
 
     concentration: list[dict]
     keep_top: list[dict]
     top: Tensor  # flat indices of the top-k |dw| at the overlap ratio
     task_agnostic: Tensor  # flat indices of the top-k |w_pre|
+    task_specific: Tensor  # flat indices of the top-k mean |gradient| at the pretrained weights
     n_eligible: int
+
+    def hybridity(self, run: FineTuned, ratio: float) -> dict:
+        """The row of hybridity.csv: the top-k |dw|'s overlap with each importance ranking."""
+        k = len(self.top)
+        return {"dataset": run.label, "seed": run.cfg.seed, "k": k, "n_eligible": self.n_eligible, "ratio": ratio,
+                "overlap_task_specific": overlap(self.top, self.task_specific),
+                "overlap_task_agnostic": overlap(self.top, self.task_agnostic), "random_expected": k / self.n_eligible}
 
 
 def _check_state(keys: set[str], model: nn.Module, path: Path) -> None:
@@ -144,6 +158,10 @@ def analyse(run: FineTuned, keep_fractions: Sequence[float], overlap_ratio: floa
     eligible = shpeft.eligible_parameters(model)
     n_eligible = sum(p.numel() for p in eligible.values())
     task_agnostic = flat_indices(shpeft.select(shpeft.importance(model, kind="task_agnostic"), overlap_ratio))
+    calib, _ = calibration_split(run.cfg, splits["train"], num_classes)
+    gradients = shpeft.importance(model, list(make_batches(run.cfg, calib, model, device)), kind="task_specific")
+    task_specific = flat_indices(shpeft.select(gradients, overlap_ratio))
+    del gradients
     pre = {n: p.detach().clone() for n, p in eligible.items()}
     with safe_open(str(run.state), framework="pt", device="cpu") as state:
         _check_state(set(state.keys()), model, run.state)
@@ -168,13 +186,13 @@ def analyse(run: FineTuned, keep_fractions: Sequence[float], overlap_ratio: floa
             metrics = evaluate(model, batches, num_classes)
             k = n_eligible if indices is None else sum(len(i) for i in indices.values())
             keep_rows.append({
-                "dataset": run.label, "setting": setting, "keep_fraction": p, "k": k, "n_eligible": n_eligible,
+                "dataset": run.label, "seed": run.cfg.seed, "setting": setting, "keep_fraction": p, "k": k, "n_eligible": n_eligible,
                 "delta_share": shares.get(p, 0.0), "macro_f1": metrics["macro_f1"],
                 "accuracy": metrics["accuracy"], "non_eligible": NON_ELIGIBLE,
             })
-    conc_rows = [{"dataset": run.label, "fraction": p, "k": n_top(p, n_eligible), "n_eligible": n_eligible,
+    conc_rows = [{"dataset": run.label, "seed": run.cfg.seed, "fraction": p, "k": n_top(p, n_eligible), "n_eligible": n_eligible,
                   "share": s} for p, s in shares.items()]
-    return Analysed(conc_rows, keep_rows, top, task_agnostic, n_eligible)
+    return Analysed(conc_rows, keep_rows, top, task_agnostic, task_specific, n_eligible)
 
 
 # ---------------------------------------------------------------- all models -> CSVs
@@ -189,27 +207,29 @@ def overlap_table(sets: Mapping[str, Tensor], n_eligible: int, ratio: float) -> 
     return pd.DataFrame(rows)
 
 
-def _labels(runs: Sequence[FineTuned]) -> list[FineTuned]:
-    """Distinct labels: a repeated dataset gets ' #2', ' #3', ..."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in runs:
-        seen[r.label] = seen.get(r.label, 0) + 1
-        out.append(r if seen[r.label] == 1 else FineTuned(f"{r.label} #{seen[r.label]}", r.cfg, r.state))
-    return out
+def first_seeds(runs: Sequence[FineTuned]) -> list[int]:
+    """The index of each dataset's lowest-seed model (the one overlap.csv compares across datasets)."""
+    lowest: dict[str, int] = {}
+    for i, r in enumerate(runs):
+        if r.label not in lowest or r.cfg.seed < runs[lowest[r.label]].cfg.seed:
+            lowest[r.label] = i
+    return sorted(lowest.values())
 
 
 def measure_sparsity(pairs: Sequence[tuple[str | Path, str | Path]], outdir: str | Path, *,
                    keep_fractions: Sequence[float] = DEFAULT_KEEP, overlap_ratio: float | None = DEFAULT_OVERLAP_RATIO,
                    data_root: str | None = None, device: str = "cpu") -> list[Path]:
-    """Write the three CSVs for (result JSON, state safetensors) ``pairs``; return their paths.
+    """Write the CSVs for (result JSON, state safetensors) ``pairs``; return their paths.
 
     ``overlap_ratio=None`` uses the smallest keep fraction. ``data_root`` overrides the runs' data root.
     All runs must share the pretrained weights (same task-agnostic top-k), else ``ValueError``."""
     if not pairs:
         raise ValueError("no (result, state) pairs given")
     overlap_ratio = min(keep_fractions) if overlap_ratio is None else overlap_ratio
-    runs = _labels([FineTuned.read(result, state, data_root) for result, state in pairs])
+    runs = [FineTuned.read(result, state, data_root) for result, state in pairs]
+    models = [(r.label, r.cfg.seed) for r in runs]
+    if len(set(models)) != len(models):
+        raise ValueError(f"two models of the same (dataset, seed) among {models}")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     results = [analyse(r, keep_fractions, overlap_ratio, device=resolve_device(device)) for r in runs]
@@ -220,10 +240,11 @@ def measure_sparsity(pairs: Sequence[tuple[str | Path, str | Path]], outdir: str
                              f"({run.cfg.backbone} vs {runs[0].cfg.backbone}); overlaps need one backbone")
     conc = pd.DataFrame([row for r in results for row in r.concentration])
     keep = pd.DataFrame([row for r in results for row in r.keep_top])
-    sets = {run.label: res.top for run, res in zip(runs, results)} | {TASK_AGNOSTIC: first.task_agnostic}
+    sets = {runs[i].label: results[i].top for i in first_seeds(runs)} | {TASK_AGNOSTIC: first.task_agnostic}
     table = overlap_table(sets, first.n_eligible, overlap_ratio)
+    hybrid = pd.DataFrame([res.hybridity(run, overlap_ratio) for run, res in zip(runs, results)])
     written = []
-    for name, frame in (("concentration", conc), ("keep_top", keep), ("overlap", table)):
+    for name, frame in (("concentration", conc), ("keep_top", keep), ("overlap", table), ("hybridity", hybrid)):
         frame.to_csv(outdir / f"{name}.csv", index=False)
         written.append(outdir / f"{name}.csv")
     return written

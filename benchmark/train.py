@@ -1,13 +1,13 @@
 """The training and evaluation loop shared by every method: batches from preloaded uint8
-tensors, augmentation and normalisation on the device, AdamW in parameter groups (the head at
-its own lr; no weight decay on the tensors the method names) + cosine schedule with warm-up,
-drop-path, autocast on CUDA, gradient clipping, model selection on validation macro-F1."""
+tensors, augmentation and normalisation on the device, one optimisation step (:class:`TrainStep`:
+AdamW in parameter groups, the head at its own lr and no weight decay on the tensors the method
+names, cosine schedule with warm-up, drop-path, autocast on CUDA, gradient clipping), model
+selection on validation macro-F1. ``benchmark.perf`` times the same :class:`TrainStep`."""
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,31 +22,12 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from benchmark.config import TrainSettings
 from shpeft import HEAD, in_modules
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss; the run is recorded as failed."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: the single home of every training default (the runner, its command line and the
-    DAG configs read them from here). ``None`` means the method's reference recipe
-    (``baselines.Recipe``); the runner resolves those before calling :func:`fit`."""
-
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float | None = None  # the method's parameters; None = recipe x lr_scale
-    head_lr: float | None = None  # the classification head; None = recipe x lr_scale (moved with an explicit lr)
-    lr_scale: float = 1.0
-    weight_decay: float | None = None  # decoupled (AdamW); never on the names passed as no_decay
-    drop_path: float | None = None  # stochastic depth of the last block, linear from 0 over the blocks (timm's rule)
-    warmup_epochs: float = 1.0
-    grad_clip: float = 1.0
-    augment: bool = True
-    compile: bool = False
-    progress: bool = field(default=True, compare=False)
 
 
 class DeviceBatches:
@@ -121,8 +102,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, num_classes: i
     return metrics
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, enabled: bool | None = None) -> torch.autocast:
+    """bfloat16 autocast: on CUDA unless ``enabled`` says otherwise (the perf script's ``--dtype``)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if enabled is None else enabled)
 
 
 @torch.no_grad()
@@ -130,7 +112,7 @@ def evaluate(model: nn.Module, batches: DeviceBatches, num_classes: int) -> dict
     model.eval()
     probs, labels = [], []
     for x, y in batches:
-        with _autocast(batches.device):
+        with autocast(batches.device):
             probs.append(model(x).float().softmax(-1).cpu())
         labels.append(y.cpu())
     return classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy(), num_classes)
@@ -183,46 +165,71 @@ def set_drop_path(model: nn.Module, rate: float) -> nn.Module:
     return model
 
 
+class TrainStep:
+    """One optimisation step exactly as :func:`fit` runs it: forward under autocast, cross-entropy, a
+    NaN/Inf check, backward, gradient clipping, AdamW over :func:`param_groups`, one scheduler step.
+
+    Built once per model: sets drop-path, makes the optimizer and the cosine schedule over
+    ``settings.epochs`` x ``steps_per_epoch`` steps, and compiles the model if asked."""
+
+    def __init__(self, model: nn.Module, settings: TrainSettings, steps_per_epoch: int, *,
+                 no_decay: Collection[str] = frozenset(), device: torch.device, autocast_on: bool | None = None):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters")
+        set_drop_path(model, settings.drop_path)
+        groups = param_groups(model, lr=settings.lr, head_lr=settings.head_lr, weight_decay=settings.weight_decay,
+                              no_decay=no_decay)
+        self.optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda")
+        self.scheduler = cosine_with_warmup(self.optimizer, round(settings.warmup_epochs * steps_per_epoch),
+                                            settings.epochs * steps_per_epoch)
+        self.forward = torch.compile(model) if settings.compile else model
+        self.grad_clip, self.device, self.autocast_on = settings.grad_clip, device, autocast_on
+        self.steps_per_epoch, self.steps = steps_per_epoch, 0
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        """Train on one batch; returns the (detached) loss."""
+        with autocast(self.device, self.autocast_on):
+            loss = F.cross_entropy(self.forward(x).float(), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"loss became {loss.item()} at epoch {self.steps // self.steps_per_epoch + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.steps += 1
+        return loss.detach()
+
+
 def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def epoch_line(record: dict, epochs: int, best: bool) -> str:
+    """``epoch 3/6: train loss 0.512, val macro-F1 0.634 (best so far)``."""
+    return (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.3f}, "
+            f"val macro-F1 {record['val_macro_f1']:.3f}{' (best so far)' if best else ''}")
+
+
 def fit(
-    model: nn.Module, train: DeviceBatches, val: DeviceBatches, cfg: TrainConfig, num_classes: int,
-    no_decay: Collection[str] = frozenset(),
+    model: nn.Module, train: DeviceBatches, val: DeviceBatches, settings: TrainSettings, num_classes: int,
+    no_decay: Collection[str] = frozenset(), log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train ``model`` (its requires_grad parameters only; weight decay on all but ``no_decay``);
     restore the epoch with the best validation macro-F1. Returns the history (train loss, val
-    macro-F1 and lr per epoch), best epoch and throughput."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
+    macro-F1 per epoch), best epoch and throughput; ``log`` receives one line per epoch."""
     device = train.device
-    set_drop_path(model, cfg.drop_path)
-    groups = param_groups(model, lr=cfg.lr, head_lr=cfg.lr if cfg.head_lr is None else cfg.head_lr,
-                          weight_decay=cfg.weight_decay, no_decay=no_decay)
-    optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda")
-    total = cfg.epochs * len(train)
-    scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_epochs * len(train)), total)
-    step_fn = torch.compile(model) if cfg.compile else model
+    step = TrainStep(model, settings, len(train), no_decay=no_decay, device=device)
     best, best_f1, best_epoch, history = _trainable_state(model), -1.0, -1, []
     train_images, train_time = 0, 0.0
-    for epoch in range(cfg.epochs):
+    for epoch in range(settings.epochs):
         model.train()
         start = time.perf_counter()
-        bar = tqdm(train, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        bar = tqdm(train, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False, disable=not settings.progress)
         losses = []
         for x, y in bar:
-            with _autocast(device):
-                loss = F.cross_entropy(step_fn(x), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            losses.append(step(x, y).item())
             train_images += len(y)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if device.type == "cuda":
@@ -230,8 +237,11 @@ def fit(
         train_time += time.perf_counter() - start
         val_metrics = evaluate(model, val, num_classes)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_f1": val_metrics["macro_f1"]})
-        if val_metrics["macro_f1"] > best_f1:
+        improved = val_metrics["macro_f1"] > best_f1
+        if improved:
             best, best_f1, best_epoch = _trainable_state(model), val_metrics["macro_f1"], epoch + 1
+        if log:
+            log(epoch_line(history[-1], settings.epochs, improved))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name in best:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import baselines
 import shpeft
 from benchmark.backbones import create_backbone, data_config
+from benchmark.config import TrainConfig, resolve_train
+from benchmark.train import TrainStep, autocast
 
 from .memory import PeakMemory, free
 
@@ -26,6 +27,7 @@ REFERENCES = ("bitfit", "lora", "full")  # every run measures these at their own
 SPARSE_KNOB = "k"  # methods whose size knob is k (shpeft*, spt) run at every --ratio
 DEFAULT_RATIOS = (1e-2,)  # the top of the paper's grid, where the sparse path costs the most
 IMPORTANCE_ROW = "shpeft.importance"
+STEPS_PER_EPOCH = 1000  # the schedule the timed steps sit in (its shape does not change a step's cost)
 MEMORY_STEPS = 2  # extra steps run under the memory probe (after the timed ones: no sampling overhead there)
 
 
@@ -72,21 +74,6 @@ def random_batch(cfg: PerfConfig, size: int, generator: torch.Generator) -> tupl
     x = torch.randn(cfg.batch_size, 3, size, size, generator=generator)
     y = torch.randint(0, NUM_CLASSES, (cfg.batch_size,), generator=generator)
     return x.to(cfg.device), y.to(cfg.device)
-
-
-def autocast(cfg: PerfConfig) -> torch.autocast:
-    device_type = torch.device(cfg.device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
-
-
-def train_step(model: Callable, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor], cfg: PerfConfig) -> None:
-    """Forward, loss, backward, optimizer step, zero_grad."""
-    x, y = batch
-    with autocast(cfg):
-        loss = F.cross_entropy(model(x).float(), y)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}  # CPU-side clocks
@@ -147,22 +134,31 @@ def _setup(cfg: PerfConfig) -> tuple[torch.device, PeakMemory, list[tuple[Tensor
     return device, memory, batches, build_backbone(cfg, device)
 
 
+class UnreachableRatio(ValueError):
+    """The method cannot reach the asked ratio (the solver's note says how close it gets)."""
+
+
 class _Trainer:
-    """One method prepared on a fresh backbone, with its optimizer: ``step(i)`` runs training step i."""
+    """One method prepared on a fresh backbone and trained by the training loop's own step
+    (benchmark.train.TrainStep: the recipe's parameter groups, clipping, schedule): ``step(i)`` runs step i."""
 
     def __init__(self, name: str, ratio: float | None, cfg: PerfConfig, model: nn.Module,
                  batches: list[tuple[Tensor, Tensor]], device: torch.device):
         start = time.perf_counter()
-        self.prepared = baselines.prepare(baselines.get(name), model, ratio, batches[:1])
+        method = baselines.get(name)
+        self.prepared = baselines.prepare(method, model, ratio, batches[:1])
+        if not self.prepared.reachable:  # nothing was attached: there is no step of this method to time
+            raise UnreachableRatio(self.prepared.note)
         self.prepare_s = time.perf_counter() - start
         self.model = self.prepared.model.train()
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4,
-                                           fused=device.type == "cuda")
-        self._step_model = torch.compile(self.model) if cfg.compile else self.model
-        self._cfg, self._batches = cfg, batches
+        settings = resolve_train(TrainConfig(compile=cfg.compile), method.recipe)
+        self.train_step = TrainStep(self.model, settings, STEPS_PER_EPOCH, no_decay=self.prepared.no_decay,
+                                    device=device, autocast_on=cfg.dtype == "bf16")
+        self.optimizer = self.train_step.optimizer
+        self._batches = batches
 
     def step(self, i: int) -> None:
-        train_step(self._step_model, self.optimizer, self._batches[i % 2], self._cfg)
+        self.train_step(*self._batches[i % 2])
 
 
 def measure_method(name: str, ratio: float | None, cfg: PerfConfig, timed: bool = True) -> dict[str, Any]:
@@ -195,7 +191,7 @@ def measure_importance(cfg: PerfConfig) -> dict[str, Any]:
     ``times`` holds the milliseconds per batch)."""
     device, memory, batches, model = _setup(cfg)
     loader = [batches[i % 2] for i in range(cfg.importance_batches)]
-    with autocast(cfg):
+    with autocast(device, cfg.dtype == "bf16"):
         shpeft.importance(model, loader[:1], n_batches=1)  # warm-up: kernels, allocator
         live = [*model.parameters(), *model.buffers(), *(t for b in batches for t in b)]
         with memory.track(live):
@@ -237,6 +233,8 @@ def _guarded(fn: Callable[..., dict], name: str, *args: Any) -> dict[str, Any]:
     """``fn(*args)``, or a row that records the error (a failing method does not stop the run)."""
     try:
         return fn(*args)
+    except UnreachableRatio as err:
+        return {"method": name, "reachable": False, "note": f"unreachable: {err}"}
     except Exception as err:  # noqa: BLE001 - reported in the row's note column
         return {"method": name, "note": f"error: {type(err).__name__}: {err}"[:300]}
 

@@ -1,13 +1,12 @@
 """The below-the-probe diagnosis: each verdict from a history, and which cells it lists."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
 
 from analysis.diagnosis import below_probe, below_probe_table, verdict
 from analysis.render import to_markdown
+from benchmark.result import Result
 
 
 def history(losses, f1s):
@@ -28,7 +27,10 @@ def test_verdict_names_what_the_history_shows(losses, f1s, start):
 
 def _run(tmp_path, method, seed, f1, achieved, hist=None):
     path = tmp_path / f"{method}_{seed}.json"
-    path.write_text(json.dumps({"metrics": {"history": hist or []}}))
+    scores = {"macro_f1": f1}
+    Result(status="ok", config={"dataset": "busi", "backbone": "b", "method": method, "seed": seed, "ratio": None},
+           provenance={}, budget={"achieved_ratio": achieved},
+           metrics={"test": scores, "val": scores, "history": hist or []}).write(path)
     return {"dataset": "busi", "backbone": "b", "method": method, "ratio_tag": "native", "seed": seed, "lr_tag": "0.001",
             "status": "ok", "budget.achieved_ratio": achieved, "test.macro_f1": f1, "path": str(path)}
 
@@ -49,3 +51,15 @@ def test_below_probe_lists_only_cells_under_the_probe_mean_with_the_lowest_seed_
 
 def test_below_probe_is_empty_without_a_probe(tmp_path):
     assert below_probe(pd.DataFrame([_run(tmp_path, "lora", 0, 0.5, 1e-2)])).empty
+
+
+def test_runs_near_chance_are_listed_with_their_history(tmp_path):
+    from analysis.diagnosis import near_chance
+
+    stuck = history([1.1, 1.1], [0.2, 0.2])
+    rows = [_run(tmp_path, m, 0, 0.5, 1e-2, stuck if m == "vpt" else None) for m in ("vpt", "lora")]
+    rows[0] |= {"test.balanced_accuracy": 0.36, "test.per_class_f1": [0.5, 0.0, 0.0]}  # chance 1/3: 0.027 above
+    rows[1] |= {"test.balanced_accuracy": 0.40, "test.per_class_f1": [0.5, 0.2, 0.1]}  # 0.067 above
+    out = near_chance(pd.DataFrame(rows))
+    assert list(out["method"]) == ["vpt"] and out["chance"].item() == pytest.approx(1 / 3)
+    assert out["verdict"].item().startswith("stuck")

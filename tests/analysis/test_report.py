@@ -24,7 +24,7 @@ def test_report_links_existing_files_and_counts_runs(runs_dir, tmp_path):
     assert (results / "tables" / "main_macro_f1.md").read_text().strip() in text
     assert text.index("### main_macro_f1") < text.index("### paper_comparison") < text.index("### ablation_macro_f1")
     assert "git_commit: `abc1234` (60)" in text and "device: `cpu` (60)" in text
-    assert "JSONDecodeError" in text  # the corrupt file is listed with its error
+    assert "not JSON" in text  # the corrupt file is listed with its error
 
 
 def test_report_without_runs(tmp_path):

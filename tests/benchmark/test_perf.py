@@ -179,3 +179,11 @@ def test_the_cpu_clock_counts_only_the_time_this_process_runs():
     cpu = torch.device("cpu")
     assert perf.measure.timed_ms(lambda: time.sleep(0.05), cpu, "wall") >= 50
     assert perf.measure.timed_ms(lambda: time.sleep(0.05), cpu, "cpu") < 25
+
+
+def test_an_unreachable_ratio_is_a_row_without_timings_not_a_timed_unadapted_model():
+    cfg = perf.PerfConfig(backbone="tiny_vit", batch_size=4, warmup=1, steps=1, importance_batches=0, ratios=(1e-6,))
+    rows = {(r["method"], r.get("target_ratio")): r for r in perf.run(cfg, ["shpeft"], isolate=False)}
+    row = next(r for (name, _), r in rows.items() if name == "shpeft")
+    assert row["reachable"] is False and "cannot reach ratio 1e-06" in row["note"] and "ms_per_step" not in row
+    assert "ms_per_step" in rows[("bitfit", None)]  # the references are still measured

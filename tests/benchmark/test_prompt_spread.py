@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from benchmark import data
 from benchmark.config import from_flat
 from benchmark.prompt_spread import main, prompt_spread
-from benchmark.run import build_model, make_batches, seed_everything
+from benchmark.cell import build_model, make_batches, seed_everything
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import torch
 import baselines
 from benchmark import data
 from benchmark.config import ConfigError, from_flat
-from benchmark.run import calibration_sample, metric_differences, parse_args, recorded_config, run
+from benchmark.cell import calibration_sample
+from benchmark.result import Result
+from benchmark.run import metric_differences, parse_args, recorded_config, run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,10 +39,10 @@ def test_shpeft_on_synthetic_medmnist_beats_chance(data_root, tmp_path):
     other_seed = run(config(data_root, tmp_path, seed=1, out=str(tmp_path / "seed1.json")))
     result = run(config(data_root, tmp_path))
     saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["status"] == result["status"] == "ok"
+    assert saved["status"] == result.status == "ok"
     test = saved["metrics"]["test"]
     # 4 balanced classes, 25 training images each: chance macro-F1 is ~0.25; one seed varies by +-0.15
-    assert (test["macro_f1"] + other_seed["metrics"]["test"]["macro_f1"]) / 2 > 0.6
+    assert (test["macro_f1"] + other_seed.metrics["test"]["macro_f1"]) / 2 > 0.6
     assert set(test) >= {"macro_f1", "accuracy", "balanced_accuracy", "macro_auc", "per_class_f1"}
     budget = saved["budget"]
     assert budget["trainable"] - budget["head_params"] == round(0.01 * budget["backbone_params"])
@@ -56,18 +58,18 @@ def test_shpeft_on_synthetic_medmnist_beats_chance(data_root, tmp_path):
 def test_same_seed_twice_gives_identical_metrics(data_root, tmp_path):
     a = run(config(data_root, tmp_path, epochs=2, out=str(tmp_path / "a.json")))
     b = run(config(data_root, tmp_path, epochs=2, out=str(tmp_path / "b.json")))
-    assert a["metrics"] == b["metrics"]
+    assert a.metrics == b.metrics
 
 
 def test_finished_run_is_skipped_unless_forced(data_root, tmp_path, capsys):
     cfg = config(data_root, tmp_path, method="linear", ratio=None, epochs=1)
     first = run(cfg)
-    assert run(cfg)["provenance"]["started"] == first["provenance"]["started"]
+    assert run(cfg).provenance["started"] == first.provenance["started"]
     assert "skip:" in capsys.readouterr().out
     forced = run(from_flat({**cfg.flat(), "force": True}))
-    assert forced["status"] == "ok"
+    assert forced.status == "ok"
     changed = run(from_flat({**cfg.flat(), "epochs": 2}))  # another config is never skipped
-    assert changed["config"]["epochs"] == 2
+    assert changed.config["epochs"] == 2
 
 
 @pytest.mark.parametrize(
@@ -81,16 +83,16 @@ def test_nan_loss_is_recorded_as_failed(data_root, tmp_path, monkeypatch, method
     monkeypatch.setattr(F, "cross_entropy", lambda logits, y: logits.sum() * float("nan"))
     result = run(config(data_root, tmp_path, method=method, ratio=ratio, epochs=1))
     saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["status"] == result["status"] == "failed"
+    assert saved["status"] == result.status == "failed"
     assert saved["error"] == message
     assert "metrics" not in saved
 
 
 def test_unreachable_ratio_is_marked_not_trained(data_root, tmp_path):
     result = run(config(data_root, tmp_path, method="bitfit", ratio=1e-4))
-    assert result["status"] == "unreachable"
-    assert "bitfit cannot reach ratio 0.0001" in result["error"]
-    assert "metrics" not in result and result["budget"]["reachable"] is False
+    assert result.status == "unreachable"
+    assert "bitfit cannot reach ratio 0.0001" in result.error
+    assert result.metrics is None and result.budget["reachable"] is False
 
 
 def test_cli_parses_ratio_and_rejects_unknown_method(data_root, tmp_path):
@@ -123,9 +125,9 @@ def test_a_dropped_in_method_file_runs_by_name(data_root, tmp_path):
             cwd=REPO, capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
-        result = json.loads(out.read_text())
-        assert result["status"] == "ok" and result["config"]["method"] == "toy-norm"
-        assert result["budget"]["trainable"] > result["budget"]["head_params"]
+        result = Result.read(out)
+        assert result.status == "ok" and result.config["method"] == "toy-norm"
+        assert result.budget["trainable"] > result.budget["head_params"]
     finally:
         path.unlink()
     assert "toy-norm" not in baselines.names()  # this process imported the package before the file existed
@@ -143,21 +145,8 @@ def test_calibration_sample_is_stratified_seeded_and_mixed():
 
 def test_result_records_calibration_counts_and_rerun_reproduces(data_root, tmp_path, capsys):
     first = run(config(data_root, tmp_path, epochs=1))
-    assert sum(first["calibration"]["class_counts"]) == first["calibration"]["images"] == 64
-    assert first["hparams"]["lr"] == pytest.approx(baselines.get("shpeft").recipe.lr * 10.0)
+    assert sum(first.calibration["class_counts"]) == first.calibration["images"] == 64
+    assert first.hparams["lr"] == pytest.approx(baselines.get("shpeft").recipe.lr * 10.0)
     again = run(recorded_config(tmp_path / "run.json", {"out": str(tmp_path / "again.json")}))
     assert all(abs(d) < 1e-6 for *_, d in metric_differences(first, again))
-    assert again["config"]["identity"] == first["config"]["identity"]
-
-
-def test_an_explicit_lr_moves_the_head_lr_with_it():
-    from benchmark.run import effective_train_config
-
-    method = baselines.get("linear")
-    recipe = method.recipe
-    swept = effective_train_config(from_flat({"dataset": "d", "method": "linear", "lr": 3 * recipe.lr}), method)
-    assert swept.head_lr == pytest.approx(3 * recipe.head_lr)  # a sweep tunes the linear probe's only layer
-    fixed = effective_train_config(from_flat({"dataset": "d", "method": "linear", "lr": 1.0, "head_lr": 0.5}), method)
-    assert fixed.head_lr == 0.5
-    default = effective_train_config(from_flat({"dataset": "d", "method": "linear", "lr_scale": 2.0}), method)
-    assert (default.lr, default.head_lr) == pytest.approx((2 * recipe.lr, 2 * recipe.head_lr))
+    assert again.config["identity"] == first.config["identity"]

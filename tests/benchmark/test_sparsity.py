@@ -14,7 +14,8 @@ import shpeft
 from benchmark import data
 from benchmark.backbones import create_backbone
 from benchmark.config import from_flat
-from benchmark.run import make_batches, run
+from benchmark.cell import calibration_split, make_batches
+from benchmark.run import run
 from benchmark.sparsity import (
     FineTuned,
     blend_,
@@ -36,7 +37,7 @@ def _full_run(root: Path, name: str, *, lr: float, epochs: int, pretrained: bool
     out = run(from_flat(dict(dataset=DATASET, method="full", backbone="tiny_vit", pretrained=pretrained, image_size=32,
                              epochs=epochs, lr=lr, batch_size=32, data_root=str(root / "data"), out=str(result),
                              save_state=str(state), progress=False, force=True)))
-    assert out["status"] == "ok"
+    assert out.status == "ok"
     return result, state
 
 
@@ -72,7 +73,7 @@ def _top_set(values: np.ndarray, k: int) -> set[int]:
 
 def test_all_files_are_written(outputs):
     names = sorted(p.name for p in outputs.iterdir())
-    assert names == ["concentration.csv", "keep_top.csv", "overlap.csv"]
+    assert names == ["concentration.csv", "hybridity.csv", "keep_top.csv", "overlap.csv"]
     assert all(len(pd.read_csv(path)) for path in outputs.iterdir())
 
 
@@ -118,6 +119,31 @@ def test_task_agnostic_overlap_equals_brute_force_intersection(outputs, finetune
     assert table.loc[(DATASET, DATASET), "overlap"] == 1.0
 
 
+def test_task_specific_overlap_equals_brute_force_gradient_ranking(outputs, finetuned):
+    """The top-k |dw| against the top-k mean |gradient| of the task loss at the pretrained weights, each
+    gradient taken by hand batch by batch on the run's calibration sample."""
+    result, state = finetuned
+    run_ = FineTuned.read(result, state)
+    splits = data.load(DATASET, run_.cfg.data_root, size=32)
+    model = run_.pretrained(data.get(DATASET).num_classes, torch.device("cpu")).eval()
+    calib, _ = calibration_split(run_.cfg, splits["train"], data.get(DATASET).num_classes)
+    eligible = shpeft.eligible_parameters(model)
+    total = {n: torch.zeros_like(p) for n, p in eligible.items()}
+    batches = list(make_batches(run_.cfg, calib, model, torch.device("cpu")))
+    for x, y in batches:
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(eligible.values()))
+        for n, g in zip(eligible, grads):
+            total[n] += g.abs()
+    gradient = np.concatenate([(t / len(batches)).flatten().numpy() for t in total.values()])
+    delta, magnitude = _abs_delta(state)
+    k = round(OVERLAP_RATIO * len(delta))
+    row = pd.read_csv(outputs / "hybridity.csv").iloc[0]
+    assert (row["dataset"], row["seed"], row["k"]) == (DATASET, 0, k)
+    assert row["overlap_task_specific"] == len(_top_set(delta, k) & _top_set(gradient, k)) / k
+    assert row["overlap_task_agnostic"] == len(_top_set(delta, k) & _top_set(magnitude, k)) / k
+    assert row["random_expected"] == k / len(delta)
+
+
 @pytest.mark.parametrize("pretrained", [True, False])
 def test_rebuilt_backbone_is_the_runs_initial_backbone(tmp_path, finetuned, pretrained):
     """With a negligible learning rate the fine-tuned state is the run's own init."""
@@ -144,14 +170,22 @@ def test_planted_changes_are_fully_concentrated_and_overlap_completely(tmp_path,
         planted_state[names[j]].view(-1)[i - offsets[j]] += 0.5
     save_file(planted_state, str(tmp_path / "planted.safetensors"))
     pair = (result, tmp_path / "planted.safetensors")
-    measure_sparsity([pair, pair], tmp_path / "out", keep_fractions=[10 / n, 0.5], overlap_ratio=10 / n)
+    recorded = json.loads(result.read_text())
+    for block in (recorded["config"], recorded["config"]["identity"]):
+        block["seed"] = 1
+    (tmp_path / "seed1.json").write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match="same .dataset, seed."):
+        measure_sparsity([pair, pair], tmp_path / "out", keep_fractions=[0.5], overlap_ratio=0.5)
+    measure_sparsity([pair, (tmp_path / "seed1.json", pair[1])], tmp_path / "out", keep_fractions=[10 / n, 0.5],
+                     overlap_ratio=10 / n)
     conc = pd.read_csv(tmp_path / "out" / "concentration.csv")
     at_ten = conc[conc["k"] == 10]
-    assert len(at_ten) == 2 and (at_ten["share"] == 1.0).all()
+    assert sorted(at_ten["seed"]) == [0, 1] and (at_ten["share"] == 1.0).all()
     table = pd.read_csv(tmp_path / "out" / "overlap.csv").set_index(["set_a", "set_b"])
-    assert table.loc[(DATASET, f"{DATASET} #2"), "overlap"] == 1.0 and table["k"].eq(10).all()
+    assert table.loc[(DATASET, DATASET), "overlap"] == 1.0 and table["k"].eq(10).all()
+    assert set(table.index.get_level_values(0)) == {DATASET, "task-agnostic |w|"}  # one model per dataset: seed 0
     keep = pd.read_csv(tmp_path / "out" / "keep_top.csv")
-    first = keep[keep["dataset"] == DATASET].set_index("setting")
+    first = keep[(keep["dataset"] == DATASET) & (keep["seed"] == 0)].set_index("setting")
     assert first.loc["top-p", "macro_f1"].tolist()[0] == first.loc["fine-tuned", "macro_f1"]  # all 10 changes kept
     # the same through the pure functions
     abs_delta = {x: (load_file(str(pair[1]))[x] - eligible[x].detach()).abs() for x in names}

@@ -5,9 +5,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from benchmark.config import TrainConfig, TrainSettings, resolve_train
 from benchmark.train import (
     DeviceBatches,
-    TrainConfig,
     classification_metrics,
     cosine_with_warmup,
     fit,
@@ -114,10 +114,38 @@ def test_fit_hands_the_optimizer_head_lr_and_no_decay_groups(monkeypatch):
     model.requires_grad_(False)
     model.blocks[0].norm1.requires_grad_(True)
     model.head.requires_grad_(True)
-    cfg = TrainConfig(epochs=1, lr=1e-3, head_lr=1e-2, weight_decay=0.5, drop_path=0.1, augment=False, progress=False)
+    cfg = TrainSettings(epochs=1, batch_size=4, lr=1e-3, head_lr=1e-2, weight_decay=0.5, drop_path=0.1,
+                        warmup_epochs=1.0, grad_clip=1.0, augment=False, compile=False, progress=False)
     fit(model, make(), make(), cfg, 3, no_decay={"blocks.0.norm1.bias", "blocks.0.norm1.weight", "head.bias"})
     assert sorted((g["names"], g["lr"], g["weight_decay"]) for g in seen) == [
         (["blocks.0.norm1.weight", "blocks.0.norm1.bias"], 1e-3, 0.0),
         (["head.bias"], 1e-2, 0.0), (["head.weight"], 1e-2, 0.5),
     ]
     assert model.blocks[1].drop_path1.drop_prob == pytest.approx(0.1)
+
+
+def test_resolved_settings_take_every_unset_value_from_the_recipe_and_move_the_head_lr_with_the_lr():
+    class Recipe:
+        lr, head_lr, weight_decay, drop_path = 1e-3, 1e-2, 1e-4, 0.1
+
+    default = resolve_train(TrainConfig(lr_scale=2.0), Recipe)
+    assert (default.lr, default.head_lr, default.weight_decay, default.drop_path) == (2e-3, 2e-2, 1e-4, 0.1)
+    swept = resolve_train(TrainConfig(lr=3e-3), Recipe)
+    assert swept.lr == 3e-3 and swept.head_lr == pytest.approx(3e-2)  # the recipe's head/method ratio kept
+    fixed = resolve_train(TrainConfig(lr=1.0, head_lr=0.5, weight_decay=0.0, drop_path=0.0), Recipe)
+    assert (fixed.lr, fixed.head_lr, fixed.weight_decay, fixed.drop_path) == (1.0, 0.5, 0.0, 0.0)
+    assert None not in fixed.record().values() and "progress" not in fixed.record()
+
+
+def test_the_perf_benchmark_times_the_training_loops_own_step():
+    from benchmark.perf.measure import PerfConfig, _Trainer, build_backbone, _random_batches
+    from benchmark.train import TrainStep
+
+    cfg = PerfConfig(backbone="tiny_vit", batch_size=4, image_size=32, device="cpu")
+    trainer = _Trainer("bitfit", None, cfg, build_backbone(cfg, torch.device("cpu")), _random_batches(cfg),
+                       torch.device("cpu"))
+    assert isinstance(trainer.train_step, TrainStep)
+    assert {g["initial_lr"] for g in trainer.optimizer.param_groups} == {1e-3, 1e-2}  # BitFit recipe: method + head
+    before = trainer.optimizer.param_groups[0]["lr"]
+    trainer.step(0)
+    assert trainer.train_step.steps == 1 and trainer.optimizer.param_groups[0]["lr"] != before  # the schedule steps
