@@ -1,7 +1,7 @@
 # shpeft-bench: `snakemake --cores 8 all` runs the paper's grid (workflow/config/paper.yaml)
 # from data to report; `snakemake --cores 2 smoke` runs the same DAG on tiny synthetic data.
-# Another grid: `snakemake --cores 8 all --configfile workflow/config/medmnist.yaml` runs exactly that
-# file's grid (the paper config is read only when no --configfile is given: no merging of grids).
+# Another study: `snakemake --cores 8 all --config study_file=workflow/config/cpu.yaml` (other --config
+# keys replace that study's settings: `--config checkpoint=W`); `--configfile X` runs exactly X's grid.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -22,12 +22,14 @@ rule all:
     input:
         f"{MAIN['output']}/report.md",
         cell_files(MAIN),
+        selected_files(MAIN),
 
 
 rule tables:
     input:
         f"{MAIN['output']}/tables",
         cell_files(MAIN),
+        selected_files(MAIN),
 
 
 rule figures:
@@ -35,9 +37,11 @@ rule figures:
         f"{MAIN['output']}/figures",
         sparsity_outputs(MAIN),
         cell_files(MAIN),
+        selected_files(MAIN),
 
 
 rule smoke:
     input:
         f"{SMOKE['output']}/report.md",
         cell_files(SMOKE),
+        selected_files(SMOKE),

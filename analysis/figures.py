@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import seaborn as sns
@@ -80,13 +81,14 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
 
 
 def write_figures(df: pd.DataFrame, outdir: str | Path, *, metric: str = "macro_f1",
-                  datasets: Sequence[str] | None = None, order: Sequence[str] = ()) -> list[Path]:
+                  datasets: Sequence[str] | None = None, order: Sequence[str] = (),
+                  study: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ratio_vs_<metric> (average over datasets) and ratio_vs_<metric>_per_dataset as PNG + PDF
-    (each cell at its learning rate chosen on validation, see analysis.tuning)."""
+    (each cell at its learning rate chosen on validation by the ``study``'s sweep rule, see analysis.tuning)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     datasets = resolve_datasets(df, datasets)
-    long = summarize(main_methods(select_lr(df)[0]), metric, datasets, order)
+    long = summarize(main_methods(select_lr(df, (study or {}).get("lr_sweep"))[0]), metric, datasets, order)
     name, style = METRICS.get(metric, metric), styles(long)
     written = []
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from analysis.diagnosis import below_probe, below_probe_table
+from analysis.diagnosis import CHANCE_MARGIN, below_probe, below_probe_table, near_chance, near_chance_table
 from analysis.figures import write_figures
 from analysis.render import Cell, Table, to_markdown
 from analysis.results import load_runs
 from analysis.tables import TABLE_ORDER, write_tables
 from analysis.tuning import select_lr
+from analysis.claims import CLAIMS
+from benchmark.paths import STUDY_RECORD
+from benchmark.study import read_yaml
 
 STATUS_ORDER = ("ok", "failed", "unreachable", "corrupt")
 MAX_PROBLEMS = 50  # runs listed individually in "Runs that did not finish"
@@ -75,10 +79,10 @@ def _table_rank(path: Path) -> tuple:
     return (TABLE_ORDER.index(path.stem) if path.stem in TABLE_ORDER else len(TABLE_ORDER), path.stem)
 
 
-def table_sections(tables_dir: Path, base: Path) -> list[str]:
-    """Every Markdown table, in the paper's order, with links to its CSV / LaTeX files."""
+def table_sections(tables_dir: Path, base: Path, skip: Sequence[str] = ()) -> list[str]:
+    """Every Markdown table but ``skip``, in the paper's order, with links to its CSV / LaTeX files."""
     lines = []
-    for md in sorted(tables_dir.glob("*.md"), key=_table_rank):
+    for md in sorted((p for p in tables_dir.glob("*.md") if p.stem not in skip), key=_table_rank):
         files = [f"[{p.name}]({_link(p, base)})" for p in sorted(tables_dir.glob(f"{md.stem}*"))
                  if p.suffix in (".csv", ".tex")]
         lines += [f"### {md.stem}", "", md.read_text().rstrip(), "", "Files: " + ", ".join(files), ""]
@@ -100,11 +104,28 @@ def image_sections(folder: Path, base: Path) -> list[str]:
     return lines
 
 
-def below_probe_section(df: pd.DataFrame) -> list[str]:
+def claims_section(tables_dir: Path, base: Path) -> list[str]:
+    """The claims table (analysis.claims), first in the report, with links to every comparison."""
+    table = tables_dir / f"{CLAIMS}.md"
+    if not table.exists():
+        return ["The study declares no claims (`claims:` in its config)."]
+    files = [f"[{p.name}]({_link(p, base)})" for p in (tables_dir / f"{CLAIMS}.csv", tables_dir / "claim_tests.csv")]
+    return [table.read_text().rstrip(), "", "Every comparison, with its confounds: " + ", ".join(files)]
+
+
+def near_chance_section(df: pd.DataFrame) -> list[str]:
+    """Every finished run within CHANCE_MARGIN of chance, each with its loss history and a verdict."""
+    rows = near_chance(df)
+    if rows.empty:
+        return [f"No finished run is within {CHANCE_MARGIN} of chance (test balanced accuracy)."]
+    return [to_markdown(near_chance_table(rows))]
+
+
+def below_probe_section(df: pd.DataFrame, sweep: Mapping[str, Any] | None = None) -> list[str]:
     """The reported cells that score below the linear probe, each with its loss history and a verdict."""
     if df.empty:
         return ["No runs."]
-    rows = below_probe(select_lr(df)[0])
+    rows = below_probe(select_lr(df, sweep)[0])
     if rows.empty:
         return ["Every reported method scores at or above the linear probe (mean test macro-F1), or no probe ran."]
     return [to_markdown(below_probe_table(rows))]
@@ -113,22 +134,28 @@ def below_probe_section(df: pd.DataFrame) -> list[str]:
 def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None, rebuild: bool = False,
                  datasets: Sequence[str] | None = None, statuses: dict[str, str] | None = None,
                  order: Sequence[str] = ()) -> Path:
-    """Write ``<results>/report.md`` (tables / figures are generated first if missing or ``rebuild``)."""
+    """Write ``<results>/report.md``, opening with the claims (tables / figures are generated first if missing
+    or ``rebuild``, with the study of ``<results>/study.yaml`` when the DAG wrote one)."""
     results = Path(results_dir)
     runs = Path(runs_dir) if runs_dir else results / "runs"
     tables, figures, sparsity = results / "tables", results / "figures", results / "sparsity"
+    study = read_yaml(results / STUDY_RECORD) if (results / STUDY_RECORD).exists() else None
+    sweep = (study or {}).get("lr_sweep")
     df = load_runs(runs if runs.exists() else [])
     if rebuild or not tables.exists():
-        write_tables(df, tables, datasets=datasets, statuses=statuses, order=order)
+        write_tables(df, tables, datasets=datasets, statuses=statuses, order=order, study=study,
+                     sparsity=sparsity if sparsity.exists() else None)
     if rebuild or not figures.exists():
-        write_figures(df, figures, datasets=datasets, order=order)
+        write_figures(df, figures, datasets=datasets, order=order, study=study)
     lines = [
         "# shpeft-bench report", "",
         f"Results from `{_link(runs, results)}/`. Metrics are test-set percentages; "
         "see docs/architecture.md for the result schema.", "",
+        "## The paper's claims", "", *claims_section(tables, results), "",
         "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "",
-        "## Tables", "", *table_sections(tables, results), "",
-        "## Methods below the linear probe", "", *below_probe_section(df), "",
+        "## Tables", "", *table_sections(tables, results, skip=[CLAIMS]), "",
+        "## Methods below the linear probe", "", *below_probe_section(df, sweep), "",
+        f"## Runs within {CHANCE_MARGIN} of chance", "", *near_chance_section(df), "",
         "## Figures", "", *(image_sections(figures, results) or ["No figures."]), "",
         "## Sparsity and hybridity analysis", "",
         *(image_sections(sparsity, results) or ["Not produced yet (expected in `sparsity/`)."]), "",

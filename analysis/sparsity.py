@@ -44,11 +44,11 @@ def plot_keep_top(keep: pd.DataFrame, stem: Path) -> list[Path]:
     axes = fig.subplots(1, 2)
     colors = dict(zip(keep["dataset"].unique(), sns.color_palette("colorblind", keep["dataset"].nunique())))
     for ax, metric, name in zip(axes, ("macro_f1", "accuracy"), ("macro-F1", "accuracy")):
-        for dataset, g in keep.groupby("dataset", sort=False):
-            top = g[g["setting"] == "top-p"].sort_values("keep_fraction")
-            ax.plot(top["keep_fraction"], top[metric] * 100, marker="o", color=colors[dataset], label=dataset)
+        for dataset, g in keep.groupby("dataset", sort=False):  # means over the dataset's models (seeds)
+            top = g[g["setting"] == "top-p"].groupby("keep_fraction")[metric].mean()
+            ax.plot(top.index, top.to_numpy() * 100, marker="o", color=colors[dataset], label=dataset)
             for setting, ls in (("fine-tuned", "--"), ("reverted", ":")):
-                ax.axhline(g.loc[g["setting"] == setting, metric].iloc[0] * 100, ls=ls, lw=1.2,
+                ax.axhline(g.loc[g["setting"] == setting, metric].mean() * 100, ls=ls, lw=1.2,
                            color=colors[dataset])
         ax.set_xscale("log")
         _percent_axis(ax)

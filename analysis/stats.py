@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.paths import NATIVE
+from benchmark.values import NATIVE
 
 CONFIDENCE = 0.95
 ALL_DATASETS = "All"  # the paired row pooled over every dataset's (dataset, seed) pairs
@@ -83,3 +83,61 @@ def paired_vs_reference(df: pd.DataFrame, reference: str, metric: str = "macro_f
             rows.append(_paired_row({**key, "dataset": ALL_DATASETS, "reference_ratio_tag": tags,
                                      "ratio_match": matches}, np.concatenate(pooled)))
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+# --- tests of declared claims (analysis.claims): one-sample t on paired values, Holm over the family -------
+
+def t_test(values: np.ndarray, null: float) -> dict:
+    """Two-sided one-sample t-test of ``mean(values) == null`` (paired differences, or per-pair values):
+    n, mean, sd, standard error, t, p (t and p NaN with fewer than two values, or with no variance between
+    them: the test is undefined there, not decisive)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    mean = values.mean() if n else np.nan
+    sd = values.std(ddof=1) if n > 1 else np.nan
+    se = sd / np.sqrt(n) if n > 1 else np.nan
+    if n < 2 or se == 0:
+        t = p = np.nan
+    else:
+        t = (mean - null) / se
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    return {"n": n, "mean": mean, "sd": sd, "se": se, "t": t, "p": p}
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels' step-down procedure; NaN stays NaN, outside the family)."""
+    from statsmodels.stats.multitest import multipletests
+
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p_values, np.nan)
+    tested = ~np.isnan(p_values)
+    if tested.any():
+        adjusted[tested] = multipletests(p_values[tested], method="holm")[1]
+    return adjusted
+
+
+def adjusted_confidence(p: float, p_adjusted: float, alpha: float, family: int) -> float:
+    """The confidence level whose interval excludes the null exactly when the Holm-adjusted p-value is below
+    ``alpha``: 1 - alpha * p / p_adjusted (Bonferroni's 1 - alpha / family for p = 0)."""
+    if np.isnan(p) or np.isnan(p_adjusted):
+        return np.nan
+    level = alpha / family if p == 0 or p_adjusted == 0 else alpha * p / p_adjusted
+    return 1 - level
+
+
+def t_interval(mean: float, se: float, n: int, confidence: float) -> tuple[float, float]:
+    """The Student-t interval of a mean at ``confidence`` (NaNs when undefined)."""
+    if n < 2 or np.isnan(confidence) or np.isnan(se):
+        return np.nan, np.nan
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * se
+    return mean - half, mean + half
+
+
+def detectable_effect(n: int, sd: float, alpha: float, power: float) -> float:
+    """The smallest true effect (in the values' units) a two-sided paired t-test of ``n`` pairs with
+    standard deviation ``sd`` detects with ``power`` at level ``alpha`` (statsmodels' TTestPower)."""
+    if n < 2 or np.isnan(sd):
+        return np.nan
+    from statsmodels.stats.power import TTestPower
+
+    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power)) * sd

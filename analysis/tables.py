@@ -7,25 +7,30 @@ config's), the paper's method is the one ``paper_reference.yaml`` reports number
 ablation variants are the methods named ``<paper method>-<variant>`` in the runs."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from analysis.claims import CLAIMS, assess, claims_markdown_table
+from analysis.protocol import confounds, deviations, rows_of
+
 from analysis.reference import dataset_statuses, load_reference, paper_method
 from analysis.render import Cell, Table, fmt_percent, fmt_ratio, to_latex, to_markdown
 from analysis.results import one_ratio_per_method
 from analysis.stats import ALL_DATASETS, ci_half_width, paired_vs_reference
 from analysis.tuning import select_lr
-from benchmark.paths import NATIVE, parse_ratio_tag
+from benchmark.paths import parse_ratio_tag
+from benchmark.values import NATIVE
 
 AVERAGE = "Average"
+DEVIATION_MARK = "†"  # a row trained under other settings than the study's common budget
 METRICS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 STATE_TEXT = {"unreachable": "n/a (unreachable)", "failed": "failed", "corrupt": "corrupt", "missing": "—"}
 # Report order of the Markdown tables (file stems); others follow alphabetically.
-TABLE_ORDER = ("main_macro_f1", "main_accuracy", "paper_comparison", "ablation_macro_f1", "ablation_accuracy")
+TABLE_ORDER = (CLAIMS, "main_macro_f1", "main_accuracy", "paper_comparison", "ablation_macro_f1", "ablation_accuracy")
 CELL_NOTES = [
     "mean ± std (sample std) over seeds [95% confidence interval of the mean, Student t]; (k/n): only k of "
     "the n runs finished ok; no interval with a single seed",
@@ -206,39 +211,24 @@ def deviation_notes(df: pd.DataFrame) -> list[str]:
             named.drop_duplicates("method").set_index("method")["recipe.deviations"].sort_index().items()]
 
 
-SCHEDULE_SETTINGS = ("epochs", "batch_size", "warmup_epochs", "grad_clip", "augment")  # no recipe sets these
-
-
-def _setting_text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-
-
-def setting_notes(df: pd.DataFrame) -> list[str]:
-    """One note per method that ran a schedule setting unlike most runs (a study's ``method_train``),
-    e.g. ``vpt-deep: epochs 12 (most runs: 6)``: a comparison is only fair when such differences are named."""
-    ran = df[df["status"] == "ok"] if "status" in df.columns else df
-    notes: dict[str, list[str]] = {}
-    for name in SCHEDULE_SETTINGS:
-        col = f"hparams.{name}"
-        if col not in ran.columns or ran[col].dropna().empty:
-            continue
-        usual = ran[col].mode().iloc[0]
-        for method, values in ran.dropna(subset=[col]).groupby("method")[col]:
-            other = sorted({v for v in values if v != usual}, key=str)
-            if other:
-                notes.setdefault(method, []).append(
-                    f"{name} {', '.join(map(_setting_text, other))} (most runs: {_setting_text(usual)})")
-    return [f"{method}: {'; '.join(texts)}" for method, texts in sorted(notes.items())]
+def setting_notes(df: pd.DataFrame, study: Mapping[str, Any] | None = None) -> list[str]:
+    """One note per method whose rows are a protocol deviation (analysis.protocol.deviations), e.g.
+    ``vpt-deep: protocol deviation, not in the claims: epochs 12 (most runs: 6)``."""
+    return [f"{DEVIATION_MARK} {method}: protocol deviation, not in the claims: {why}"
+            for method, why in sorted(deviations(df, study).items())]
 
 
 def main_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[str] | None = None,
-               order: Sequence[str] = ()) -> tuple[pd.DataFrame, Table]:
-    """Methods x datasets (+ Average) in the paper's layout, with each row's trainable %."""
+               order: Sequence[str] = (), study: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, Table]:
+    """Methods x datasets (+ Average) in the paper's layout, with each row's trainable %; the rows of a
+    protocol deviation are marked."""
     long = summarize(df, metric, datasets, order)
-    index = {"Method": lambda r: r["label"], "Trainable": lambda r: fmt_percent(r["trainable_pct"] / 100)}
+    deviating = set(deviations(df, study))
+    index = {"Method": lambda r: r["label"] + (f" {DEVIATION_MARK}" if r["method"] in deviating else ""),
+             "Trainable": lambda r: fmt_percent(r["trainable_pct"] / 100)}
     caption = (f"Test {METRICS.get(metric, metric)} (%) per dataset. Trainable: mean achieved ratio of "
                "trainable backbone weights (head excluded).")
-    return long, grid(long, index, caption, [*CELL_NOTES, *setting_notes(df), *deviation_notes(df)])
+    return long, grid(long, index, caption, [*CELL_NOTES, *setting_notes(df, study), *deviation_notes(df)])
 
 
 def ablation_table(df: pd.DataFrame, metric: str = "macro_f1", datasets: Sequence[str] | None = None,
@@ -330,31 +320,62 @@ def _write(stem: Path, table: Table, csvs: dict[str, pd.DataFrame]) -> list[Path
 def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str] | None = None,
                  ratio: float | None = None, metrics: Sequence[str] = tuple(METRICS),
                  reference: pd.DataFrame | None = None, statuses: dict[str, str] | None = None,
-                 paper_ratio: float | None = None, order: Sequence[str] = ()) -> list[Path]:
+                 paper_ratio: float | None = None, order: Sequence[str] = (),
+                 study: Mapping[str, Any] | None = None, sparsity: str | Path | None = None) -> list[Path]:
     """Write every table (main, ablation, paper comparison, paired_vs_<paper method>) as CSV (wide + long),
-    Markdown and LaTeX, plus selected_hparams.csv and runs.csv (every run, ``lr_selected`` marking the reported ones);
-    return the paths. ``ratio``: keep one ratio per method in the main table (see one_ratio_per_method);
-    ``paper_ratio``: the ratio of the comparison and ablation tables (default: ``ablation_ratio``)."""
+    Markdown and LaTeX, the claims the ``study`` declares (claims.csv, claim_tests.csv; ``sparsity``: the
+    folder of benchmark.sparsity's CSVs), plus selected_hparams.csv and runs.csv (every run,
+    ``lr_selected`` marking the reported ones); return the paths. ``ratio``: keep one ratio per method in
+    the main table (see one_ratio_per_method); ``paper_ratio``: the ratio of the comparison and ablation
+    tables (default: ``ablation_ratio``)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     datasets = resolve_datasets(df, datasets)
     method = paper_method(reference)
-    selected, choices = select_lr(df)
+    selected, choices = select_lr(df, (study or {}).get("lr_sweep"))
     main = main_methods(selected, method)
     main = main if ratio is None else one_ratio_per_method(main, ratio)
     written = []
+    if (study or {}).get("claims"):
+        written += write_claims(selected, choices, outdir, study, sparsity, order)
     for metric in metrics:
-        long, table = main_table(main, metric, datasets, order)
+        long, table = main_table(main, metric, datasets, order, study)
         written += _write(outdir / f"main_{metric}", table, {".csv": wide(long), "_long.csv": long})
         if len(ablation_methods(selected, method)) > 1:
             long, table = ablation_table(selected, metric, datasets, method, paper_ratio, order)
             written += _write(outdir / f"ablation_{metric}", table, {".csv": wide(long), "_long.csv": long})
     comp, table = paper_comparison(selected, reference, statuses, ratio=paper_ratio)
     written += _write(outdir / "paper_comparison", table, {".csv": comp})
-    paired = paired_vs_reference(selected, method)
+    paired = paired_vs_reference(selected, method).assign(
+        confounds=lambda p: paired_confounds(p, selected, choices, deviations(selected, study)))
     written += _write(outdir / f"paired_vs_{method}", paired_table(paired, order), {".csv": paired})
     frames = {"selected_hparams.csv": choices, "runs.csv": df.assign(lr_selected=df.index.isin(selected.index))}
     for name, frame in frames.items():
         frame.to_csv(outdir / name, index=False)
         written.append(outdir / name)
     return written
+
+
+def paired_confounds(paired: pd.DataFrame, runs: pd.DataFrame, choices: pd.DataFrame,
+                     deviating: Mapping[str, str]) -> list[str]:
+    """analysis.protocol.confounds of each paired row: the method's runs against the reference's."""
+    def pick(frame: pd.DataFrame, method: str, tags: str, dataset: str) -> pd.DataFrame:
+        rows = rows_of(frame, method, tags.split("; "))
+        return rows if dataset == ALL_DATASETS else rows[rows["dataset"] == dataset]
+
+    return [confounds(pick(runs, r["method"], r["ratio_tag"], r["dataset"]),
+                      pick(runs, r["reference"], r["reference_ratio_tag"], r["dataset"]),
+                      pick(choices, r["method"], r["ratio_tag"], r["dataset"]),
+                      pick(choices, r["reference"], r["reference_ratio_tag"], r["dataset"]), deviating)
+            for _, r in paired.iterrows()]
+
+
+def write_claims(selected: pd.DataFrame, choices: pd.DataFrame, outdir: Path, study: Mapping[str, Any],
+                 sparsity: str | Path | None, order: Sequence[str]) -> list[Path]:
+    """claims.csv|md (one row per claim) and claim_tests.csv (every comparison) of the study's declared claims."""
+    declared = study["claims"]
+    claims, tests = assess(declared, selected, choices, Path(sparsity) if sparsity else None, study, order)
+    family = int((tests["status"] == "tested").sum())
+    table = claims_markdown_table(claims, declared.get("alpha", 0.05), declared.get("power", 0.8), family)
+    tests.to_csv(outdir / "claim_tests.csv", index=False)
+    return [*_write(outdir / CLAIMS, table, {".csv": claims}), outdir / "claim_tests.csv"]

@@ -6,7 +6,9 @@ layer, the runner and the analysis all import it).
 - a dataset or backbone name in a path: :func:`dataset_tag`, :func:`backbone_tag`;
 - a dataset's files: ``<root>/<dataset_tag>/raw`` (downloads) and ``<root>/<dataset_tag>/<size>``
   (the decoded cache) -- :func:`raw_dir`, :func:`cache_dir`, :func:`ready_marker`;
-- one cell's result: ``<dataset>/<backbone>/<method>/r<ratio>[/lr<lr>]/s<seed>.json`` -- :func:`run_relpath`.
+- one cell's result: ``<dataset>/<backbone>/<method>/r<ratio>[/lr<lr>]/s<seed>.json`` -- :func:`run_relpath`;
+- the DAG's files, as Snakemake wildcard patterns: :data:`RUN`, :data:`SWEEP_RUN`, :data:`SWEEP_ROUND`,
+  :data:`SELECTED_LR`, :data:`FINETUNED`, :data:`CACHE_READY` (the rules import them; nothing restates them).
 """
 from __future__ import annotations
 
@@ -15,8 +17,19 @@ import math
 import re
 from pathlib import Path, PurePosixPath
 
-NATIVE = "native"  # the ratio tag of a method's own size
+from benchmark.values import NATIVE, parse_ratio
+
 READY = "READY"  # written last into a finished cache folder
+
+# Snakemake wildcard patterns of the DAG's files (relative to a study's output folder, or the data root)
+SWEEP = "{dataset}/{backbone}/{method}/r{ratio}"  # one (dataset, backbone, method, ratio) cell of a study
+RUN = SWEEP + "/s{seed}.json"  # a result at the method's chosen (or only) learning rate
+SWEEP_RUN = SWEEP + "/lr{lr}/s{seed}.json"  # a result of a learning-rate sweep
+SWEEP_ROUND = SWEEP + "/round{round}.json"  # one round of a sweep's choice (benchmark.selection.Choice)
+SELECTED_LR = SWEEP + ".lr"  # the settled learning rate of a sweep
+FINETUNED = "{dataset}/s{seed}"  # a full fine-tuning kept for the sparsity analysis (.json + .safetensors)
+CACHE_READY = "{dataset}/{size}/" + READY
+STUDY_RECORD = "study.yaml"  # the study as it ran, in its output folder beside runs/ (its protocol and claims)
 
 
 def ratio_tag(ratio: float | str | None) -> str:
@@ -28,8 +41,8 @@ def ratio_tag(ratio: float | str | None) -> str:
 
 
 def parse_ratio_tag(tag: str) -> float | None:
-    """Inverse of :func:`ratio_tag`: ``native`` -> None, else the float."""
-    return None if tag == NATIVE else float(tag)
+    """Inverse of :func:`ratio_tag`: ``native`` -> None, else the ratio (``ValueError`` if it is none)."""
+    return parse_ratio(tag)
 
 
 def lr_tag(lr: float) -> str:
@@ -67,7 +80,7 @@ def cache_dir(root: str | Path, name: str, size: int) -> Path:
 
 def ready_marker(root: str | Path, name: str, size: int) -> Path:
     """The file whose existence means the cache of ``name`` at ``size`` px is complete."""
-    return cache_dir(root, name, size) / READY
+    return Path(root) / CACHE_READY.format(dataset=dataset_tag(name), size=size)
 
 
 def run_relpath(
@@ -75,10 +88,9 @@ def run_relpath(
 ) -> Path:
     """``<dataset>/<backbone>/<method>/r<ratio>/s<seed>.json``; with a swept learning rate
     ``.../r<ratio>/lr<lr>/s<seed>.json``."""
-    folder = Path(dataset_tag(dataset)) / backbone_tag(backbone) / method / f"r{ratio_tag(ratio)}"
-    if lr is not None:
-        folder = folder / f"lr{lr_tag(lr)}"
-    return folder / f"s{seed}.json"
+    parts = {"dataset": dataset_tag(dataset), "backbone": backbone_tag(backbone), "method": method,
+             "ratio": ratio_tag(ratio), "seed": seed}
+    return Path(RUN.format(**parts) if lr is None else SWEEP_RUN.format(**parts, lr=lr_tag(lr)))
 
 
 def parse_run_relpath(path: str | Path) -> dict:

@@ -232,5 +232,5 @@ def test_a_method_trained_on_another_schedule_is_a_note_of_the_main_table(tmp_pa
         write(root, result)
     write(root, run_json("covid_ct", "bitfit", None, 0, 1e-3, None, status="failed"))  # no hparams: no note
     notes = main_table(load_runs(root))[1].notes
-    assert [n for n in notes if n.startswith(("vpt-deep", "lora", "spt", "bitfit"))] == [
-        "vpt-deep: epochs 12 (most runs: 6)"]
+    assert [n for n in notes if "protocol deviation" in n] == [
+        "† vpt-deep: protocol deviation, not in the claims: epochs 12 (most runs: 6)"]

@@ -1,6 +1,19 @@
-# Every finished cell of a study -> the paper's tables (macro-F1 and accuracy, the comparison
-# with the paper's reported numbers, the ablations; 95% intervals over seeds), the paired
-# differences to SH-PEFT and the learning rates chosen on validation, as CSV, Markdown and LaTeX.
+# Every finished cell of a study -> the paper's tables (macro-F1 and accuracy, the comparison with the
+# paper's reported numbers, the ablations; 95% intervals over seeds), the claims with their verdicts,
+# the paired differences to SH-PEFT and the learning rates chosen on validation (CSV, Markdown, LaTeX).
+
+
+localrules:
+    study_config,
+
+
+rule study_config:
+    output:
+        "{out}/" + paths.STUDY_RECORD,
+    params:
+        study=lambda wc: study_of(wc),  # a changed study rewrites the file (params trigger a rerun)
+    run:
+        studies.write_study(params.study, output[0])
 
 
 rule dataset_statuses:
@@ -10,16 +23,24 @@ rule dataset_statuses:
         "{out}/logs/datasets.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
+        datasets=lambda wc: dataset_list(study_of(wc)),
     conda:
         ENV
     shell:
         "{params.python} -m benchmark.data statuses {params.datasets} --out {output} > {log} 2>&1"
 
 
+def study_outputs(wc):
+    """What every aggregate reads: the study's cells, its settled lrs (so every sweep round has run),
+    the study itself, and the sparsity analysis when the study has one."""
+    study = study_of(wc)
+    return {"runs": cell_files(study), "selected": selected_files(study), "study": f"{wc.out}/{paths.STUDY_RECORD}",
+            "sparsity": sparsity_outputs(study)}
+
+
 rule aggregate_tables:
     input:
-        runs=lambda wc: cell_files(STUDIES[wc.out]),
+        unpack(study_outputs),
         statuses="{out}/datasets.yaml",
     output:
         directory("{out}/tables"),
@@ -27,12 +48,13 @@ rule aggregate_tables:
         "{out}/logs/tables.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
-        backbone=lambda wc: STUDIES[wc.out]["backbone"],
-        order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
+        datasets=lambda wc: dataset_list(study_of(wc)),
+        backbone=lambda wc: study_of(wc)["backbone"],
+        order=lambda wc: " ".join(study_of(wc)["methods"]),
+        sparsity=lambda wc, input: f"--sparsity {input.sparsity}" if input.sparsity else "",
     conda:
         ENV
     shell:
         "{params.python} -m analysis tables --runs {wildcards.out}/runs --out {output}"
         " --datasets {params.datasets} --backbone {params.backbone} --order {params.order}"
-        " --statuses {input.statuses} > {log} 2>&1"
+        " --statuses {input.statuses} --study {input.study} {params.sparsity} > {log} 2>&1"

@@ -1,56 +1,82 @@
-# Figures (trainable ratio vs F1), the sparsity/hybridity analysis of fully fine-tuned
-# models, and the report that assembles everything.
+# Figures (trainable ratio vs F1), the sparsity/hybridity analysis of fully fine-tuned models (one per
+# dataset and seed, at full fine-tuning's chosen lr), and the report that assembles everything.
 
 
 rule draw_figures:
     input:
-        runs=lambda wc: cell_files(STUDIES[wc.out]),
+        unpack(study_outputs),
     output:
         directory("{out}/figures"),
     log:
         "{out}/logs/figures.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
-        backbone=lambda wc: STUDIES[wc.out]["backbone"],
-        order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
+        datasets=lambda wc: dataset_list(study_of(wc)),
+        backbone=lambda wc: study_of(wc)["backbone"],
+        order=lambda wc: " ".join(study_of(wc)["methods"]),
     conda:
         ENV
     shell:
         "{params.python} -m analysis figures --runs {wildcards.out}/runs --out {output}"
-        " --datasets {params.datasets} --backbone {params.backbone} --order {params.order} > {log} 2>&1"
+        " --datasets {params.datasets} --backbone {params.backbone} --order {params.order}"
+        " --study {input.study} > {log} 2>&1"
+
+
+def finetune_lr(wc):
+    """Full fine-tuning's settled lr on this dataset, when the study sweeps it."""
+    study = study_of(wc)
+    if not studies.sweep_lrs(study, studies.SPARSITY_METHOD):
+        return []
+    return f"{wc.out}/selected/" + paths.SELECTED_LR.format(
+        dataset=wc.dataset, backbone=paths.backbone_tag(study["backbone"]), method=studies.SPARSITY_METHOD,
+        ratio=paths.ratio_tag(None))
 
 
 rule finetune_for_sparsity:
     input:
-        lambda wc: data_marker(STUDIES[wc.out], wc.dataset),
+        data=lambda wc: data_marker(study_of(wc), wc.dataset),
+        lr=finetune_lr,
     output:
-        result="{out}/finetuned/{dataset}.json",
-        state="{out}/finetuned/{dataset}.safetensors",
+        result="{out}/finetuned/" + paths.FINETUNED + ".json",
+        state="{out}/finetuned/" + paths.FINETUNED + ".safetensors",
     log:
-        "{out}/logs/finetuned/{dataset}.log",
+        "{out}/logs/finetuned/" + paths.FINETUNED + ".log",
     params:
         python=PYTHON,
         root=DATA_ROOT,
         name=dataset_arg,
-        settings=lambda wc: run_args(STUDIES[wc.out], "full"),
+        settings=lambda wc: run_args(wc, studies.SPARSITY_METHOD),
+        lr=lambda wc, input: f"--lr $(cat {input.lr})" if input.lr else "",
+        method=studies.SPARSITY_METHOD,
     conda:
         ENV
-    threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)
+    threads: lambda wc: resource(study_of(wc), "threads", 1)
     resources:
-        gpu=lambda wc: resource(STUDIES[wc.out], "gpus", 0),
-        mem_mb=lambda wc: resource(STUDIES[wc.out], "mem_mb", 4000),
-        runtime=lambda wc: resource(STUDIES[wc.out], "runtime", 60),
+        gpu=lambda wc: resource(study_of(wc), "gpus", 0),
+        mem_mb=lambda wc: resource(study_of(wc), "mem_mb", 4000),
+        runtime=lambda wc: resource(study_of(wc), "runtime", 60),
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name} --method full"
-        " --seed 0 {params.settings} --data-root {params.root} --out {output.result}"
+        "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name} --method {params.method}"
+        " --seed {wildcards.seed} {params.lr} {params.settings} --data-root {params.root} --out {output.result}"
         " --save-state {output.state} --force --no-progress > {log} 2>&1"
+
+
+def finetuned(wc, suffix):
+    return [f"{wc.out}/finetuned/" + paths.FINETUNED.format(dataset=d, seed=s) + suffix
+            for d in map(dataset_tag, study_of(wc)["datasets"]) for s in study_of(wc)["seeds"]]
+
+
+def sparsity_args(wc):
+    """The study's keep fractions and overlap ratio as benchmark.sparsity flags."""
+    sparsity = study_of(wc)["sparsity"]
+    args = ["--keep", *map(str, sparsity["keep_fractions"])]
+    return " ".join(args + (["--overlap-ratio", str(sparsity["overlap_ratio"])] if "overlap_ratio" in sparsity else []))
 
 
 rule sparsity_analysis:
     input:
-        runs=lambda wc: expand("{out}/finetuned/{d}.json", out=wc.out, d=map(dataset_tag, STUDIES[wc.out]["datasets"])),
-        states=lambda wc: expand("{out}/finetuned/{d}.safetensors", out=wc.out, d=map(dataset_tag, STUDIES[wc.out]["datasets"])),
+        runs=lambda wc: finetuned(wc, ".json"),
+        states=lambda wc: finetuned(wc, ".safetensors"),
     output:
         directory("{out}/sparsity"),
     log:
@@ -58,20 +84,20 @@ rule sparsity_analysis:
     params:
         python=PYTHON,
         root=DATA_ROOT,
-        keep=lambda wc: " ".join(str(p) for p in STUDIES[wc.out]["sparsity"]["keep_fractions"]),
+        options=sparsity_args,
     conda:
         ENV
     shell:
         "({params.python} -m benchmark.sparsity --runs {input.runs} --states {input.states}"
-        " --out {output} --keep {params.keep} --data-root {params.root}"
+        " --out {output} {params.options} --data-root {params.root}"
         " && {params.python} -m analysis sparsity --in {output}) > {log} 2>&1"
 
 
 rule write_report:
     input:
+        unpack(study_outputs),
         tables="{out}/tables",
         figures="{out}/figures",
-        sparsity=lambda wc: sparsity_outputs(STUDIES[wc.out]),
         statuses="{out}/datasets.yaml",
     output:
         "{out}/report.md",
@@ -79,8 +105,8 @@ rule write_report:
         "{out}/logs/report.log",
     params:
         python=PYTHON,
-        datasets=lambda wc: dataset_list(STUDIES[wc.out]),
-        order=lambda wc: " ".join(STUDIES[wc.out]["methods"]),
+        datasets=lambda wc: dataset_list(study_of(wc)),
+        order=lambda wc: " ".join(study_of(wc)["methods"]),
     conda:
         ENV
     shell:

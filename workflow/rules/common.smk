@@ -1,15 +1,17 @@
-# Studies (grids of cells): loaded, validated (schema, then every name and value) when the DAG is
-# parsed, before any job runs. The logic lives in benchmark/study.py; these are thin accessors.
+# Studies (grids of cells): loaded and validated (schema, then every name and value) when the DAG is
+# parsed, before any job runs; a bad config is one `error:` line. The logic lives in benchmark/study.py
+# and the path patterns in benchmark/paths.py; these are thin accessors.
+import json
 import re
 import shlex
 import sys
-from pathlib import Path
 
-import yaml
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
+from benchmark import paths
 from benchmark import study as studies
+from benchmark.config import ConfigError
 from benchmark.paths import dataset_tag, ready_marker
 
 # The interpreter of the rules: the one running snakemake (the project's venv), or the rule's
@@ -18,22 +20,23 @@ _CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_metho
 PYTHON = "python" if _CONDA else sys.executable
 ENV = "../envs/bench.yaml"
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-DEFAULT_CONFIG = workflow.source_path("../config/paper.yaml")
 
 
-def load_study(cfg):
-    validate(cfg, SCHEMA)  # also fills the schema's defaults
+def load_study(cfg, source):
+    studies.check_schema(cfg, SCHEMA, source)  # one line naming the key
+    validate(cfg, SCHEMA)  # fills the schema's defaults
     studies.check(cfg)  # dataset, method and backbone names, training values
     return cfg
 
 
-def _read(path):
-    with open(path) as f:
-        return yaml.safe_load(f)
+try:
+    MAIN = load_study(*studies.select_study(config, workflow.config_settings.configfiles,
+                                            workflow.source_path("../config/paper.yaml")))
+    SMOKE = load_study(studies.read_yaml(workflow.source_path("../config/smoke.yaml")), "smoke.yaml")
+except ConfigError as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
 
-
-MAIN = load_study(dict(config) if config else _read(DEFAULT_CONFIG))
-SMOKE = load_study(_read(workflow.source_path("../config/smoke.yaml")))
 STUDIES = {study["output"]: study for study in (SMOKE, MAIN)}
 DATA_ROOT = MAIN["data_root"]
 # path segment -> dataset name (a folder:<path> dataset has a tag, not its path, in file names)
@@ -51,11 +54,25 @@ wildcard_constraints:
     ratio=r"native|[0-9.e+-]+",
     lr=r"[0-9.e+-]+",
     seed=r"\d+",
+    round=r"\d+",
+
+
+def study_of(wc):
+    return STUDIES[wc.out]
 
 
 def cell_files(study):
-    """Every result file of a study (sweep cells included)."""
+    """Every result file of a study known before it runs (a sweep's extensions come from its rounds)."""
     return [c.path(study) for c in studies.cells(study)]
+
+
+def selected_files(study):
+    """The settled lr of every swept (dataset, method, ratio): it needs every round of the sweep."""
+    return [f"{study['output']}/selected/" + paths.SELECTED_LR.format(
+                dataset=dataset_tag(d), backbone=paths.backbone_tag(study["backbone"]), method=m,
+                ratio=paths.ratio_tag(r))
+            for d in study["datasets"] for m in study["methods"] if studies.sweep_lrs(study, m)
+            for r in studies.ratios(study, m)]
 
 
 def data_marker(study, tag):
@@ -79,15 +96,21 @@ def prepare_args(wc):
     return " ".join(args)
 
 
-def run_args(study, method=None):
-    return studies.run_args(study, method)
+def run_args(wc, method=None):
+    """The study's settings of a cell's (or ``method``'s) runs on its dataset, as benchmark.run flags."""
+    return studies.run_args(study_of(wc), method or wc.method, DATASETS[wc.dataset])
+
+
+def sweep_file(wc, pattern, **fields):
+    return f"{wc.out}/selected/" + pattern.format(**{k: wc[k] for k in ("dataset", "backbone", "method", "ratio")},
+                                                  **fields)
 
 
 def selected_lr(wc):
     """The lr-selection file a chosen-lr cell reads (none for sweep cells and unswept methods)."""
-    if "lr" in wc.keys() or not studies.sweep_lrs(STUDIES[wc.out], wc.method):
+    if "lr" in wc.keys() or not studies.sweep_lrs(study_of(wc), wc.method):
         return []
-    return f"{wc.out}/selected/{wc.dataset}/{wc.backbone}/{wc.method}/r{wc.ratio}.lr"
+    return sweep_file(wc, paths.SELECTED_LR)
 
 
 def lr_arg(wc, input):
@@ -95,6 +118,26 @@ def lr_arg(wc, input):
     if "lr" in wc.keys():
         return f"--lr {wc.lr}"
     return f"--lr $(cat {input.lr})" if input.lr else ""
+
+
+def earlier_rounds(wc, n):
+    """The choices of a sweep's rounds 0..n-1 (each a checkpoint: read once it has run)."""
+    fields = {k: wc[k] for k in ("out", "dataset", "backbone", "method", "ratio")}
+    return [json.loads(open(checkpoints.sweep_round.get(**fields, round=str(k)).output[0]).read()) for k in range(n)]
+
+
+def round_inputs(wc):
+    """The sweep cells a round compares: the grid plus every earlier round's extension."""
+    lrs = studies.round_lrs(study_of(wc), wc.method, earlier_rounds(wc, int(wc.round)))
+    return studies.sweep_inputs(study_of(wc), DATASETS[wc.dataset], wc.method, wc.ratio, lrs)
+
+
+def last_round(wc):
+    """The round whose choice is settled (no further extension asked for)."""
+    n = 0
+    while earlier_rounds(wc, n + 1)[-1]["next_lr"] is not None:
+        n += 1
+    return sweep_file(wc, paths.SWEEP_ROUND, round=n)
 
 
 def resource(study, name, default):

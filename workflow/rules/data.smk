@@ -8,12 +8,12 @@ localrules:
 
 rule prepare_data:
     output:
-        f"{DATA_ROOT}/{{dataset}}/{{size}}/READY",
+        f"{DATA_ROOT}/" + paths.CACHE_READY,
     log:
         f"{DATA_ROOT}/logs/{{dataset}}_{{size}}.log",
     params:
         python=PYTHON,
-        root=lambda wc, output: Path(output[0]).parents[2],  # <root>/<dataset>/<size>/READY
+        root=DATA_ROOT,
         name=dataset_arg,
         options=prepare_args,
     conda:

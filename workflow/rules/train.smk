@@ -1,33 +1,36 @@
 # One job per cell: `python -m benchmark.run` -> one JSON. A NaN loss or an unreachable ratio is
 # recorded in the JSON (the job succeeds); missing data or weights fail the job with the runner's
-# message. With `lr_sweep:`, sweep cells (r<ratio>/lr<lr>/s<seed>) choose the lr of the other seeds.
+# message. With `lr_sweep:`, sweep cells (r<ratio>/lr<lr>/s<seed>) run the grid on the sweep seeds;
+# each sweep round (a checkpoint) chooses on validation and may extend the grid one step past an
+# edge; the settled lr then runs on the other seeds.
 
 
 localrules:
+    sweep_round,
     select_lr,
 
 
 rule cell:
     input:
-        data=lambda wc: data_marker(STUDIES[wc.out], wc.dataset),
+        data=lambda wc: data_marker(study_of(wc), wc.dataset),
         lr=selected_lr,
     output:
-        "{out}/runs/{dataset}/{backbone}/{method}/r{ratio}/s{seed}.json",
+        "{out}/runs/" + paths.RUN,
     log:
-        "{out}/logs/{dataset}/{backbone}/{method}/r{ratio}/s{seed}.log",
+        "{out}/logs/" + paths.RUN.removesuffix(".json") + ".log",
     params:
         python=PYTHON,
         root=DATA_ROOT,
         name=dataset_arg,
-        settings=lambda wc: run_args(STUDIES[wc.out], wc.method),
+        settings=run_args,
         lr=lr_arg,
     conda:
         ENV
-    threads: lambda wc: resource(STUDIES[wc.out], "threads", 1)
+    threads: lambda wc: resource(study_of(wc), "threads", 1)
     resources:
-        gpu=lambda wc: resource(STUDIES[wc.out], "gpus", 0),
-        mem_mb=lambda wc: resource(STUDIES[wc.out], "mem_mb", 4000),
-        runtime=lambda wc: resource(STUDIES[wc.out], "runtime", 60),
+        gpu=lambda wc: resource(study_of(wc), "gpus", 0),
+        mem_mb=lambda wc: resource(study_of(wc), "mem_mb", 4000),
+        runtime=lambda wc: resource(study_of(wc), "runtime", 60),
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --seed {wildcards.seed} {params.lr}"
@@ -36,21 +39,40 @@ rule cell:
 
 use rule cell as sweep_cell with:
     output:
-        "{out}/runs/{dataset}/{backbone}/{method}/r{ratio}/lr{lr}/s{seed}.json",
+        "{out}/runs/" + paths.SWEEP_RUN,
     log:
-        "{out}/logs/{dataset}/{backbone}/{method}/r{ratio}/lr{lr}/s{seed}.log",
+        "{out}/logs/" + paths.SWEEP_RUN.removesuffix(".json") + ".log",
+
+
+checkpoint sweep_round:
+    input:
+        round_inputs,
+    output:
+        "{out}/selected/" + paths.SWEEP_ROUND,
+    log:
+        "{out}/logs/selected/" + paths.SWEEP_ROUND.removesuffix(".json") + ".log",
+    params:
+        python=PYTHON,
+        grid=lambda wc: " ".join(map(str, studies.sweep_lrs(study_of(wc), wc.method))),
+        step=lambda wc: studies.sweep_rule(study_of(wc)).step,
+        limit=lambda wc: studies.sweep_rule(study_of(wc)).max_extensions,
+    conda:
+        ENV
+    shell:
+        "{params.python} -m benchmark.study choose {input:q} --grid {params.grid} --step {params.step}"
+        " --max-extensions {params.limit} --out {output:q} > {log:q} 2>&1"
 
 
 rule select_lr:
     input:
-        lambda wc: studies.sweep_inputs(STUDIES[wc.out], DATASETS[wc.dataset], wc.method, wc.ratio),
+        last_round,
     output:
-        "{out}/selected/{dataset}/{backbone}/{method}/r{ratio}.lr",
+        "{out}/selected/" + paths.SELECTED_LR,
     log:
-        "{out}/logs/selected/{dataset}/{backbone}/{method}/r{ratio}.log",
+        "{out}/logs/selected/" + paths.SELECTED_LR + ".log",
     params:
         python=PYTHON,
     conda:
         ENV
     shell:
-        "{params.python} -m benchmark.study {input} --out {output:q} > {log:q} 2>&1"
+        "{params.python} -m benchmark.study lr {input:q} --out {output:q} > {log:q} 2>&1"
