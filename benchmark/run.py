@@ -46,6 +46,29 @@ def save_trained_state(model, path: Path, backbone_params: int) -> None:
         save_file(trained, str(path))
 
 
+class Phases:
+    """Where a cell's process time goes: ``startup`` (the interpreter and the imports, from the process's
+    creation until the run begins), then the phases :meth:`lap` names (data and model setup, the method's
+    preparation, training, evaluation). Recorded in ``perf.phases`` to find overhead worth cutting."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.seconds = {"startup": time.time() - psutil.Process().create_time()}
+        self._mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the last lap to phase ``name``."""
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._mark
+        self._mark = now
+
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """Re-charge ``seconds`` of ``source`` to ``target`` (fit's validation passes are evaluation)."""
+        self.seconds[source] -= seconds
+        self.seconds[target] = self.seconds.get(target, 0.0) + seconds
+
+
 def finished_result(path: Path, cfg: RunConfig) -> Result | None:
     """The result at ``path`` if it is finished with the same config (a valid file; else None)."""
     try:
@@ -76,6 +99,7 @@ def _train_and_record(cfg: RunConfig, path: Path) -> Result:
     from benchmark.provenance import provenance
     from benchmark.train import NonFiniteLossError, evaluate, fit
 
+    phases = Phases()
     method = baselines.get(cfg.method)
     device = cell.resolve_device(cfg.device)
     cell.seed_everything(cfg.seed)
@@ -90,6 +114,7 @@ def _train_and_record(cfg: RunConfig, path: Path) -> Result:
         recipe=method.recipe.asdict(), calibration=calibration,
         provenance={**provenance(device), "data": cell.data_provenance(info)},
     )
+    phases.lap("setup")
 
     def finish(status: str, **blocks: Any) -> Result:
         result = Result(status=status, **record, **blocks)
@@ -99,7 +124,8 @@ def _train_and_record(cfg: RunConfig, path: Path) -> Result:
         return result
 
     def cost(**extra: Any) -> dict:
-        return {"wall_s": time.perf_counter() - started, **extra, **peak_memory(device)}
+        return {"wall_s": time.perf_counter() - started, **extra, **peak_memory(device),
+                "phases": {f"{k}_s": v for k, v in phases.seconds.items()}}
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -107,6 +133,7 @@ def _train_and_record(cfg: RunConfig, path: Path) -> Result:
         prepare_start = time.perf_counter()
         prepared = baselines.prepare(method, model, cfg.ratio, list(cell.make_batches(cfg, calib, model, device)))
         prepare_s = time.perf_counter() - prepare_start
+        phases.lap("prepare")
         record["hparams"].update(prepared.hparams)
         if not prepared.reachable:
             return finish("unreachable", error=prepared.note, budget=prepared.budget(), perf=cost(prepare_s=prepare_s))
@@ -114,6 +141,8 @@ def _train_and_record(cfg: RunConfig, path: Path) -> Result:
                    for name, split in splits.items()}
         fitted = fit(prepared.model, batches["train"], batches["val"], settings, num_classes,
                      no_decay=prepared.no_decay, log=None if cfg.quiet else print)
+        phases.lap("train")
+        phases.move(fitted["val_s"], "train", "eval")
     except (NonFiniteLossError, shpeft.NonFiniteError) as err:  # recorded, so a DAG goes on
         return finish("failed", error=f"{type(err).__name__}: {err}", perf=cost())
     metrics = {
@@ -121,6 +150,7 @@ def _train_and_record(cfg: RunConfig, path: Path) -> Result:
         "val": evaluate(prepared.model, batches["val"], num_classes),
         "best_epoch": fitted["best_epoch"], "history": fitted["history"],
     }
+    phases.lap("eval")
     if cfg.save_state:
         save_trained_state(prepared.model, Path(cfg.save_state), prepared.backbone_params)
     return finish("ok", budget=prepared.budget(), metrics=metrics,

@@ -218,11 +218,12 @@ def fit(
 ) -> dict:
     """Train ``model`` (its requires_grad parameters only; weight decay on all but ``no_decay``);
     restore the epoch with the best validation macro-F1. Returns the history (train loss, val
-    macro-F1 per epoch), best epoch and throughput; ``log`` receives one line per epoch."""
+    macro-F1 per epoch), best epoch, throughput and the seconds spent on validation; ``log`` receives one
+    line per epoch."""
     device = train.device
     step = TrainStep(model, settings, len(train), no_decay=no_decay, device=device)
     best, best_f1, best_epoch, history = _trainable_state(model), -1.0, -1, []
-    train_images, train_time = 0, 0.0
+    train_images, train_time, val_time = 0, 0.0, 0.0
     for epoch in range(settings.epochs):
         model.train()
         start = time.perf_counter()
@@ -234,8 +235,10 @@ def fit(
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if device.type == "cuda":
             torch.cuda.synchronize()
-        train_time += time.perf_counter() - start
+        trained = time.perf_counter()
+        train_time += trained - start
         val_metrics = evaluate(model, val, num_classes)
+        val_time += time.perf_counter() - trained
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_f1": val_metrics["macro_f1"]})
         improved = val_metrics["macro_f1"] > best_f1
         if improved:
@@ -246,4 +249,5 @@ def fit(
         for name, p in model.named_parameters():
             if name in best:
                 p.copy_(best[name])
-    return {"history": history, "best_epoch": best_epoch, "train_img_per_s": train_images / max(train_time, 1e-9)}
+    return {"history": history, "best_epoch": best_epoch, "train_img_per_s": train_images / max(train_time, 1e-9),
+            "val_s": val_time}

@@ -14,6 +14,7 @@ any other is refused, naming both md5s, unless the mismatch is accepted explicit
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import zipfile
 from collections.abc import Iterator
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from medmnist import INFO
 from numpy.lib import format as npy_format
 
 from .base import SPLITS, Checksum, RawSplit, Source
@@ -96,6 +96,20 @@ class NpzMember:
     def __getitem__(self, index: np.ndarray) -> np.ndarray:
         with np.load(self.path) as npz:
             return npz[self.member.removesuffix(".npy")][index]
+
+
+def _medmnist_info() -> dict:
+    """medmnist's ``INFO`` table (urls, md5s, classes, counts), read from its ``info.py`` alone: importing the
+    ``medmnist`` package runs its ``__init__``, which imports its torch datasets and sklearn evaluators
+    (about 1.8 s of every benchmark process's start-up); the table needs none of that."""
+    package = importlib.util.find_spec("medmnist")  # locates the package without running its __init__
+    spec = importlib.util.spec_from_file_location("_medmnist_info", Path(package.submodule_search_locations[0]) / "info.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.INFO
+
+
+INFO = _medmnist_info()
 
 
 def read_npz(path: Path) -> dict[str, RawSplit]:

@@ -52,6 +52,9 @@ def test_shpeft_on_synthetic_medmnist_beats_chance(data_root, tmp_path):
     assert prov["versions"]["torch"] and prov["device"] and prov["started"]
     assert len(prov["git_commit"] or "") in (0, 40)
     assert saved["perf"]["train_img_per_s"] > 0 and saved["perf"]["peak_mem_bytes"] > 0
+    phases = saved["perf"]["phases"]  # where the process's time went, start-up (imports) included
+    assert set(phases) == {"startup_s", "setup_s", "prepare_s", "train_s", "eval_s"} and min(phases.values()) > 0
+    assert sum(phases.values()) - phases["startup_s"] <= saved["perf"]["wall_s"] + phases["setup_s"]
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
 
 

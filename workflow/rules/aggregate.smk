@@ -9,7 +9,9 @@ localrules:
 
 rule study_config:
     output:
-        "{out}/" + paths.STUDY_RECORD,
+        f"{{out}}/{paths.STUDY_RECORD}",
+    log:
+        "{out}/logs/study.log",
     params:
         study=lambda wc: study_of(wc),  # a changed study rewrites the file (params trigger a rerun)
     run:
@@ -28,14 +30,6 @@ rule dataset_statuses:
         ENV
     shell:
         "{params.python} -m benchmark.data statuses {params.datasets} --out {output} > {log} 2>&1"
-
-
-def study_outputs(wc):
-    """What every aggregate reads: the study's cells, its settled lrs (so every sweep round has run),
-    the study itself, and the sparsity analysis when the study has one."""
-    study = study_of(wc)
-    return {"runs": cell_files(study), "selected": selected_files(study), "study": f"{wc.out}/{paths.STUDY_RECORD}",
-            "sparsity": sparsity_outputs(study)}
 
 
 rule aggregate_tables:

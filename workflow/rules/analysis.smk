@@ -22,25 +22,15 @@ rule draw_figures:
         " --study {input.study} > {log} 2>&1"
 
 
-def finetune_lr(wc):
-    """Full fine-tuning's settled lr on this dataset, when the study sweeps it."""
-    study = study_of(wc)
-    if not studies.sweep_lrs(study, studies.SPARSITY_METHOD):
-        return []
-    return f"{wc.out}/selected/" + paths.SELECTED_LR.format(
-        dataset=wc.dataset, backbone=paths.backbone_tag(study["backbone"]), method=studies.SPARSITY_METHOD,
-        ratio=paths.ratio_tag(None))
-
-
 rule finetune_for_sparsity:
     input:
         data=lambda wc: data_marker(study_of(wc), wc.dataset),
         lr=finetune_lr,
     output:
-        result="{out}/finetuned/" + paths.FINETUNED + ".json",
-        state="{out}/finetuned/" + paths.FINETUNED + ".safetensors",
+        result=f"{{out}}/finetuned/{paths.FINETUNED}.json",
+        state=f"{{out}}/finetuned/{paths.FINETUNED}.safetensors",
     log:
-        "{out}/logs/finetuned/" + paths.FINETUNED + ".log",
+        f"{{out}}/logs/finetuned/{paths.FINETUNED}.log",
     params:
         python=PYTHON,
         root=DATA_ROOT,
@@ -59,18 +49,6 @@ rule finetune_for_sparsity:
         "OMP_NUM_THREADS={threads} {params.python} -m benchmark.run --dataset {params.name} --method {params.method}"
         " --seed {wildcards.seed} {params.lr} {params.settings} --data-root {params.root} --out {output.result}"
         " --save-state {output.state} --force --no-progress > {log} 2>&1"
-
-
-def finetuned(wc, suffix):
-    return [f"{wc.out}/finetuned/" + paths.FINETUNED.format(dataset=d, seed=s) + suffix
-            for d in map(dataset_tag, study_of(wc)["datasets"]) for s in study_of(wc)["seeds"]]
-
-
-def sparsity_args(wc):
-    """The study's keep fractions and overlap ratio as benchmark.sparsity flags."""
-    sparsity = study_of(wc)["sparsity"]
-    args = ["--keep", *map(str, sparsity["keep_fractions"])]
-    return " ".join(args + (["--overlap-ratio", str(sparsity["overlap_ratio"])] if "overlap_ratio" in sparsity else []))
 
 
 rule sparsity_analysis:

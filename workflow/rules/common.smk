@@ -68,9 +68,9 @@ def cell_files(study):
 
 def selected_files(study):
     """The settled lr of every swept (dataset, method, ratio): it needs every round of the sweep."""
-    return [f"{study['output']}/selected/" + paths.SELECTED_LR.format(
-                dataset=dataset_tag(d), backbone=paths.backbone_tag(study["backbone"]), method=m,
-                ratio=paths.ratio_tag(r))
+    backbone = paths.backbone_tag(study["backbone"])
+    return [f"{study['output']}/selected/"
+            f"{paths.SELECTED_LR.format(dataset=dataset_tag(d), backbone=backbone, method=m, ratio=paths.ratio_tag(r))}"
             for d in study["datasets"] for m in study["methods"] if studies.sweep_lrs(study, m)
             for r in studies.ratios(study, m)]
 
@@ -102,8 +102,8 @@ def run_args(wc, method=None):
 
 
 def sweep_file(wc, pattern, **fields):
-    return f"{wc.out}/selected/" + pattern.format(**{k: wc[k] for k in ("dataset", "backbone", "method", "ratio")},
-                                                  **fields)
+    names = {k: wc[k] for k in ("dataset", "backbone", "method", "ratio")}
+    return f"{wc.out}/selected/{pattern.format(**names, **fields)}"
 
 
 def selected_lr(wc):
@@ -140,9 +140,49 @@ def last_round(wc):
     return sweep_file(wc, paths.SWEEP_ROUND, round=n)
 
 
+def log_of(pattern):
+    """The log file pattern of a result file pattern (``.../s{seed}.json`` -> ``.../s{seed}.log``)."""
+    return pattern.removesuffix(".json") + ".log"
+
+
+def tsv_of(pattern):
+    """The benchmark file pattern (Snakemake's wall time and max RSS of the job) of a result file pattern."""
+    return pattern.removesuffix(".json") + ".tsv"
+
+
 def resource(study, name, default):
     return study.get("resources", {}).get(name, default)
 
 
 def sparsity_outputs(study):
     return [f"{study['output']}/sparsity"] if study.get("sparsity", {}).get("enabled", True) else []
+
+
+def study_outputs(wc):
+    """What every aggregate reads: the study's cells, its settled lrs (so every sweep round has run),
+    the study itself, and the sparsity analysis when the study has one."""
+    study = study_of(wc)
+    return {"runs": cell_files(study), "selected": selected_files(study), "study": f"{wc.out}/{paths.STUDY_RECORD}",
+            "sparsity": sparsity_outputs(study)}
+
+
+def finetune_lr(wc):
+    """Full fine-tuning's settled lr on this dataset, when the study sweeps it."""
+    study = study_of(wc)
+    if not studies.sweep_lrs(study, studies.SPARSITY_METHOD):
+        return []
+    selected = paths.SELECTED_LR.format(dataset=wc.dataset, backbone=paths.backbone_tag(study["backbone"]),
+                                        method=studies.SPARSITY_METHOD, ratio=paths.ratio_tag(None))
+    return f"{wc.out}/selected/{selected}"
+
+
+def finetuned(wc, suffix):
+    return [f"{wc.out}/finetuned/{paths.FINETUNED.format(dataset=d, seed=s)}{suffix}"
+            for d in map(dataset_tag, study_of(wc)["datasets"]) for s in study_of(wc)["seeds"]]
+
+
+def sparsity_args(wc):
+    """The study's keep fractions and overlap ratio as benchmark.sparsity flags."""
+    sparsity = study_of(wc)["sparsity"]
+    args = ["--keep", *map(str, sparsity["keep_fractions"])]
+    return " ".join(args + (["--overlap-ratio", str(sparsity["overlap_ratio"])] if "overlap_ratio" in sparsity else []))

@@ -8,12 +8,12 @@ localrules:
 
 rule prepare_data:
     output:
-        f"{DATA_ROOT}/" + paths.CACHE_READY,
+        f"{DATA_ROOT}/{paths.CACHE_READY}",
     log:
         f"{DATA_ROOT}/logs/{{dataset}}_{{size}}.log",
     params:
         python=PYTHON,
-        root=DATA_ROOT,
+        root=lambda wc, output: Path(output[0]).parents[2],  # <root>/<dataset>/<size>/READY
         name=dataset_arg,
         options=prepare_args,
     conda:

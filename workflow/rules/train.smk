@@ -15,9 +15,13 @@ rule cell:
         data=lambda wc: data_marker(study_of(wc), wc.dataset),
         lr=selected_lr,
     output:
-        "{out}/runs/" + paths.RUN,
+        f"{{out}}/runs/{paths.RUN}",
     log:
-        "{out}/logs/" + paths.RUN.removesuffix(".json") + ".log",
+        f"{{out}}/logs/{log_of(paths.RUN)}",
+    benchmark:
+        f"{{out}}/benchmarks/{tsv_of(paths.RUN)}"
+    group:
+        "cells"  # with --group-components cells=N a cluster job runs N cells (docs/cluster.md)
     params:
         python=PYTHON,
         root=DATA_ROOT,
@@ -39,18 +43,20 @@ rule cell:
 
 use rule cell as sweep_cell with:
     output:
-        "{out}/runs/" + paths.SWEEP_RUN,
+        f"{{out}}/runs/{paths.SWEEP_RUN}",
     log:
-        "{out}/logs/" + paths.SWEEP_RUN.removesuffix(".json") + ".log",
+        f"{{out}}/logs/{log_of(paths.SWEEP_RUN)}",
+    benchmark:
+        f"{{out}}/benchmarks/{tsv_of(paths.SWEEP_RUN)}"
 
 
 checkpoint sweep_round:
     input:
         round_inputs,
     output:
-        "{out}/selected/" + paths.SWEEP_ROUND,
+        f"{{out}}/selected/{paths.SWEEP_ROUND}",
     log:
-        "{out}/logs/selected/" + paths.SWEEP_ROUND.removesuffix(".json") + ".log",
+        f"{{out}}/logs/selected/{log_of(paths.SWEEP_ROUND)}",
     params:
         python=PYTHON,
         grid=lambda wc: " ".join(map(str, studies.sweep_lrs(study_of(wc), wc.method))),
@@ -67,9 +73,9 @@ rule select_lr:
     input:
         last_round,
     output:
-        "{out}/selected/" + paths.SELECTED_LR,
+        f"{{out}}/selected/{paths.SELECTED_LR}",
     log:
-        "{out}/logs/selected/" + paths.SELECTED_LR + ".log",
+        f"{{out}}/logs/selected/{paths.SELECTED_LR}.log",
     params:
         python=PYTHON,
     conda:
