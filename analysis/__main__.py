@@ -73,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "tables":
             s.add_argument("--sparsity", type=existing_folder,
                            help="folder of python -m benchmark.sparsity's CSVs (the sparsity and hybridity claims)")
+            s.add_argument("--benchmarks", type=folder_path,
+                           help="folder of Snakemake's per-cell benchmark files: the cost table (skipped if absent)")
             s.add_argument("--statuses", type=existing_file, help=STATUSES_HELP)
             s.add_argument("--ratio", type=ratio, help="main table: one ratio per method (closest / native)")
             s.add_argument("--paper-ratio", type=ratio,
@@ -107,7 +109,8 @@ def _tables(args: argparse.Namespace) -> list[Path]:
     from analysis.tables import write_tables
 
     return write_tables(_runs(args), args.out, datasets=args.datasets, ratio=args.ratio, statuses=statuses,
-                        paper_ratio=args.paper_ratio, order=args.order, study=study, sparsity=args.sparsity)
+                        paper_ratio=args.paper_ratio, order=args.order, study=study, sparsity=args.sparsity,
+                        benchmarks=args.benchmarks)
 
 
 def _figures(args: argparse.Namespace) -> list[Path]:

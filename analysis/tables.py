@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims import CLAIMS, assess, claims_markdown_table
+from analysis.cost import cost_markdown_table, cost_table, read_benchmarks
 from analysis.protocol import confounds, deviations, rows_of
 
 from analysis.reference import dataset_statuses, load_reference, paper_method
@@ -26,6 +27,7 @@ from benchmark.paths import parse_ratio_tag
 from benchmark.values import NATIVE
 
 AVERAGE = "Average"
+COST = "cost"  # the file stem of the cost table
 DEVIATION_MARK = "†"  # a row trained under other settings than the study's common budget
 METRICS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 STATE_TEXT = {"unreachable": "n/a (unreachable)", "failed": "failed", "corrupt": "corrupt", "missing": "—"}
@@ -321,11 +323,13 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
                  ratio: float | None = None, metrics: Sequence[str] = tuple(METRICS),
                  reference: pd.DataFrame | None = None, statuses: dict[str, str] | None = None,
                  paper_ratio: float | None = None, order: Sequence[str] = (),
-                 study: Mapping[str, Any] | None = None, sparsity: str | Path | None = None) -> list[Path]:
+                 study: Mapping[str, Any] | None = None, sparsity: str | Path | None = None,
+                 benchmarks: str | Path | None = None) -> list[Path]:
     """Write every table (main, ablation, paper comparison, paired_vs_<paper method>) as CSV (wide + long),
     Markdown and LaTeX, the claims the ``study`` declares (claims.csv, claim_tests.csv; ``sparsity``: the
     folder of benchmark.sparsity's CSVs), plus selected_hparams.csv and runs.csv (every run,
-    ``lr_selected`` marking the reported ones); return the paths. ``ratio``: keep one ratio per method in
+    ``lr_selected`` marking the reported ones), and cost.csv|md when the folder of Snakemake's per-cell
+    ``benchmarks`` exists; return the paths. ``ratio``: keep one ratio per method in
     the main table (see one_ratio_per_method); ``paper_ratio``: the ratio of the comparison and ablation
     tables (default: ``ablation_ratio``)."""
     outdir = Path(outdir)
@@ -349,6 +353,9 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
     paired = paired_vs_reference(selected, method).assign(
         confounds=lambda p: paired_confounds(p, selected, choices, deviations(selected, study)))
     written += _write(outdir / f"paired_vs_{method}", paired_table(paired, order), {".csv": paired})
+    if benchmarks and Path(benchmarks).is_dir():
+        cost = cost_table(df, read_benchmarks(benchmarks))
+        written += _write(outdir / COST, cost_markdown_table(cost), {".csv": cost})
     frames = {"selected_hparams.csv": choices, "runs.csv": df.assign(lr_selected=df.index.isin(selected.index))}
     for name, frame in frames.items():
         frame.to_csv(outdir / name, index=False)

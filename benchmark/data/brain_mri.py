@@ -16,7 +16,7 @@ from .base import Source
 from .errors import DatasetUnavailableError
 from .folder import scan
 from .registry import DatasetSpec, register
-from .sources import Request
+from .sources import Request, local_copy
 from .splits import VAL_FRACTION
 
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
@@ -43,8 +43,8 @@ def load_brain_mri(request: Request) -> Source:
     if missing:
         raise DatasetUnavailableError(
             f"brain_mri: {len(missing)} class folder(s) missing, e.g. {missing[0]}. Download the dataset "
-            f"by hand from {PAGE} and pass the archive or the folder holding Training/ and Testing/ "
-            f"with --from, or place them in\n    {request.raw}")
+            f"by hand from {PAGE} and give the archive or the folder holding Training/ and Testing/ "
+            f"to {local_copy('brain_mri')}, or place them in\n    {request.raw}")
     return Source({split: scan(fs) for split, fs in folders.items()}, CLASSES, data, info={"page": PAGE})
 
 

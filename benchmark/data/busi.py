@@ -20,7 +20,7 @@ from .download import extract_layout
 from .errors import DatasetUnavailableError
 from .folder import scan
 from .registry import DatasetSpec, register
-from .sources import Request
+from .sources import Request, local_copy
 from .splits import STRATIFIED
 
 URL = "https://scholar.cu.edu.eg/Dataset_BUSI.zip"
@@ -30,7 +30,7 @@ PUBLISHED = {"all": (133, 437, 210)}
 UNPACKED_BYTES = 266_000_000  # the unpacked Dataset_BUSI_with_GT (images and masks)
 LAYOUT = f"{FOLDER}/{{{','.join(CLASSES)}}}/*.png (the folder, its parent, or Dataset_BUSI.zip)"
 HINT = ("BUSI is also mirrored on Kaggle ('Breast Ultrasound Images Dataset', "
-        f"aryashah2k/breast-ultrasound-images-dataset); pass its {FOLDER} folder with --from.")
+        f"aryashah2k/breast-ultrasound-images-dataset); give its {FOLDER} folder to {local_copy('busi')}.")
 
 
 def is_mask(path: Path) -> bool:
@@ -51,7 +51,7 @@ def load_busi(request: Request, expected: dict[str, tuple[int, ...]] | None = PU
     else:
         data = find_layout(request.raw)
         if data is None:
-            hint = f"Or pass the unpacked folder with --from. {HINT}"
+            hint = f"Or give the unpacked folder to {local_copy('busi')}. {HINT}"
             archive = request.fetch(URL, request.raw / "Dataset_BUSI.zip", hint=hint)
             data = extract_layout(archive, request.raw, FOLDER, find_layout, hint, expected_bytes=UNPACKED_BYTES)
             if data is None:

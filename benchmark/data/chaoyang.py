@@ -18,7 +18,7 @@ from .base import RawSplit, Source, check_counts, split_counts
 from .errors import DatasetUnavailableError
 from .folder import require_files
 from .registry import DatasetSpec, register
-from .sources import Request
+from .sources import Request, local_copy
 from .splits import VAL_FRACTION
 
 CLASSES = ("normal", "serrated", "adenocarcinoma", "adenoma")
@@ -31,8 +31,8 @@ LAYOUT = f"train.json, test.json, train/*.jpg, test/*.jpg (in the folder or in i
 def instructions(raw: Path) -> str:
     """How to get the Chaoyang files."""
     return (f"Chaoyang must be downloaded by hand: follow the dataset link on the authors' project page "
-            f"{PAGE} (github.com/bupt-ai-cz/HSA-NRL), then pass the archive or its unpacked '{FOLDER}' "
-            f"folder with --from, or put the content of '{FOLDER}' into\n    {raw}\nso that these exist: "
+            f"{PAGE} (github.com/bupt-ai-cz/HSA-NRL), then give the archive or its unpacked '{FOLDER}' "
+            f"folder to {local_copy('chaoyang')}, or put the content of '{FOLDER}' into\n    {raw}\nso that these exist: "
             f"{raw / 'train.json'}, {raw / 'test.json'}, {raw / 'train'}/*.jpg and {raw / 'test'}/*.jpg.")
 
 

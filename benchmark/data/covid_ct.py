@@ -23,7 +23,7 @@ from .download import extract_zip
 from .errors import DatasetUnavailableError
 from .folder import read_list, require_files, scan
 from .registry import DatasetSpec, register
-from .sources import Request
+from .sources import Request, local_copy
 
 REPO = "https://raw.githubusercontent.com/UCSD-AI4H/COVID-CT/master"
 CLASSES = ("COVID", "NonCOVID")  # label order of the authors' own data loader
@@ -31,8 +31,7 @@ FOLDERS = ("CT_COVID", "CT_NonCOVID")
 IMAGES, LISTS = "Images-processed", "Data-split"
 PUBLISHED = {"images": (349, 397)}
 UNPACKED_BYTES = {"CT_COVID": 50_200_000, "CT_NonCOVID": 47_200_000}  # each image zip, unpacked
-HINT = ("COVID-CT is the GitHub repository UCSD-AI4H/COVID-CT: clone or download it and pass "
-        "its folder with --from.")
+HINT = f"COVID-CT is the GitHub repository UCSD-AI4H/COVID-CT: clone or download it and give its folder to {local_copy('covid_ct')}."
 
 
 def split_list(cls: str, split: str) -> str:

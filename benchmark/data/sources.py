@@ -17,6 +17,12 @@ from . import download
 from .errors import DatasetUnavailableError
 
 
+
+def local_copy(name: str) -> str:
+    """How a user hands in a local copy of dataset ``name``: the phrase every loader's message uses (the
+    runner and the DAG show these messages too, so they name the command, not a bare flag)."""
+    return f"`python -m benchmark.data prepare {name} --from PATH` (in a study config: `sources: {{{name}: PATH}}`)"
+
 @dataclass(frozen=True)
 class Request:
     """One loader call: ``raw`` is the dataset's raw folder (shared by aliases such as the

@@ -31,9 +31,13 @@ def finished_study(tmp_path_factory):
         "study": "offline", "output": "results/offline", "data_root": "data", "backbone": "tiny_vit",
         "pretrained": True, "image_size": 16, "datasets": [*REAL, f"folder:{folder}"],
         "methods": {"linear": ["native"], "shpeft": [0.1]}, "seeds": [0, 1],
-        "lr_sweep": {"seeds": [0], "lrs": {"linear": [0.01, 0.1]}},
+        "lr_sweep": {"seeds": [0], "lrs": {"linear": [0.01, 0.1]}, "extend": {"step": 3, "max": 1}},
         "train": {"epochs": 1, "batch_size": 16, "calib_images": 16, "lr_scale": 10.0},
         "sparsity": {"enabled": True, "keep_fractions": [0.1, 0.5]},
+        "claims": {"tests": [
+            {"id": "C1", "claim": "shpeft >= linear", "kind": "paired", "method": "shpeft", "ratio": 0.1, "versus": "linear",
+             "versus_ratio": "native", "margin": 2.0},
+            {"id": "C5", "claim": "sparse", "kind": "sparsity", "keep_fraction": 0.1, "share": 0.5}]},
         "resources": {"threads": 1, "gpus": 0},
         "data_mirror": str(work / "mirror"), "sources": {k: str(v) for k, v in sources.items()},
         "accept_checksum_mismatch": REAL,  # tiny files: not the published counts / md5s -> user-supplied
@@ -56,8 +60,12 @@ def outputs(finished_study) -> Path:
 def test_every_cell_of_every_dataset_finished(finished_study):
     out, study = outputs(finished_study), finished_study[1]
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").rglob("*.json"))]
-    # linear: 2 sweep lrs on seed 0 + the chosen lr on seed 1; shpeft: seeds 0 and 1
-    assert len(runs) == len(study["datasets"]) * (2 + 1 + 2)
+    # linear: its swept lrs on seed 0 (the grid of 2, and an extension where a round asked for one) + the
+    # chosen lr on seed 1; shpeft: seeds 0 and 1
+    last = {r.parent: r for r in sorted((out / "selected").rglob("round*.json"))}.values()
+    swept = sum(len(json.loads(r.read_text())["candidates"]) for r in last)
+    assert len(last) == len(study["datasets"]) and swept >= 2 * len(study["datasets"])
+    assert len(runs) == swept + len(study["datasets"]) * (1 + 2)
     assert {r["status"] for r in runs} == {"ok"}
     assert {r["config"]["dataset"] for r in runs} == set(study["datasets"])
     provenance = {r["config"]["dataset"]: r["provenance"]["data"]["checksum"]["status"] for r in runs}
@@ -69,7 +77,10 @@ def test_the_chosen_lr_runs_on_the_other_seeds(finished_study):
     for chosen in (out / "selected").rglob("*.lr"):
         lr = float(chosen.read_text())
         final = json.loads((out / "runs" / chosen.relative_to(out / "selected").with_suffix("") / "s1.json").read_text())
-        assert lr in (0.01, 0.1) and final["hparams"]["lr"] == lr
+        rounds = sorted(chosen.with_suffix("").glob("round*.json"))
+        settled = json.loads(rounds[-1].read_text())
+        assert settled["next_lr"] is None and lr == settled["lr"] and final["hparams"]["lr"] == lr
+        assert len(rounds) == 1 + settled["extensions_low"] + settled["extensions_high"]  # one round per extension
 
 
 def test_tables_figures_sparsity_and_report_exist(finished_study):
@@ -78,6 +89,10 @@ def test_tables_figures_sparsity_and_report_exist(finished_study):
     assert (out / "tables" / "selected_hparams.csv").exists() and list((out / "figures").glob("*.png"))
     assert list((out / "sparsity").glob("*.csv"))
     assert "busi" in report and "covid_ct" in report
+    assert report.split("\n## ")[1].startswith("The paper's claims") and "| C1 |" in report and "| C5 |" in report
+    claims = (out / "tables" / "claims.csv").read_text()
+    assert claims.startswith("claim_id,claim,verdict") and len(claims.splitlines()) == 3
+    assert (out / "study.yaml").exists() and list((out / "benchmarks").rglob("*.tsv"))
 
 
 def job_counts(dry_run: str) -> dict[str, int]:
@@ -94,3 +109,15 @@ def test_the_dag_is_incremental(finished_study):
     plan = snakemake(work, "-n", "--cores", "2", "all")
     assert job_counts(plan.stdout) == {"cell": 1, "aggregate_tables": 1, "draw_figures": 1, "write_report": 1, "all": 1}
     assert snakemake(work, "--cores", "2", "all").returncode == 0 and json.loads(cell.read_text())["status"] == "ok"
+
+
+def test_snakemakes_html_report_holds_the_claims_tables_and_figures(finished_study):
+    work, study = finished_study
+    proc = snakemake(work, "--cores", "1", "--report", "report.html")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    html = (work / "report.html").read_text()
+    for category in ("claims", "cost", "tables", "figures", "sparsity"):
+        assert f'"{category}"' in html
+    figures = [p.name for p in (outputs(finished_study) / "figures").glob("*.png")]
+    tables = [p.name for p in (outputs(finished_study) / "tables").glob("*.csv")]
+    assert figures and all(name in html for name in [*figures, *tables, "claims.csv", "main_macro_f1.csv", "keep_top.png"])

@@ -37,7 +37,8 @@ rule aggregate_tables:
         unpack(study_outputs),
         statuses="{out}/datasets.yaml",
     output:
-        directory("{out}/tables"),
+        report(directory("{out}/tables"), patterns=["{name}.csv"], category=table_category,
+               caption="../report/tables.rst"),
     log:
         "{out}/logs/tables.log",
     params:
@@ -51,4 +52,5 @@ rule aggregate_tables:
     shell:
         "{params.python} -m analysis tables --runs {wildcards.out}/runs --out {output}"
         " --datasets {params.datasets} --backbone {params.backbone} --order {params.order}"
-        " --statuses {input.statuses} --study {input.study} {params.sparsity} > {log} 2>&1"
+        " --statuses {input.statuses} --study {input.study} {params.sparsity}"
+        " --benchmarks {wildcards.out}/benchmarks > {log} 2>&1"

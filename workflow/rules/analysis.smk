@@ -6,7 +6,8 @@ rule draw_figures:
     input:
         unpack(study_outputs),
     output:
-        directory("{out}/figures"),
+        report(directory("{out}/figures"), patterns=["{name}.png"], category="figures",
+               caption="../report/figures.rst"),
     log:
         "{out}/logs/figures.log",
     params:
@@ -56,7 +57,8 @@ rule sparsity_analysis:
         runs=lambda wc: finetuned(wc, ".json"),
         states=lambda wc: finetuned(wc, ".safetensors"),
     output:
-        directory("{out}/sparsity"),
+        report(directory("{out}/sparsity"), patterns=["{name}.png"], category="sparsity",
+               caption="../report/sparsity.rst"),
     log:
         "{out}/logs/sparsity.log",
     params:

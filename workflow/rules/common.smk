@@ -2,6 +2,7 @@
 # parsed, before any job runs; a bad config is one `error:` line. The logic lives in benchmark/study.py
 # and the path patterns in benchmark/paths.py; these are thin accessors.
 import json
+import os
 import re
 import shlex
 import sys
@@ -20,6 +21,7 @@ _CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_metho
 PYTHON = "python" if _CONDA else sys.executable
 ENV = "../envs/bench.yaml"
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+CONFIGS = os.path.relpath(f"{workflow.basedir}/workflow/config")  # the shipped studies, named as the user sees them
 
 
 def load_study(cfg, source):
@@ -30,9 +32,8 @@ def load_study(cfg, source):
 
 
 try:
-    MAIN = load_study(*studies.select_study(config, workflow.config_settings.configfiles,
-                                            workflow.source_path("../config/paper.yaml")))
-    SMOKE = load_study(studies.read_yaml(workflow.source_path("../config/smoke.yaml")), "smoke.yaml")
+    MAIN = load_study(*studies.select_study(config, workflow.config_settings.configfiles, f"{CONFIGS}/paper.yaml"))
+    SMOKE = load_study(studies.read_yaml(f"{CONFIGS}/smoke.yaml"), "smoke.yaml")
 except ConfigError as err:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
@@ -138,6 +139,11 @@ def last_round(wc):
     while earlier_rounds(wc, n + 1)[-1]["next_lr"] is not None:
         n += 1
     return sweep_file(wc, paths.SWEEP_ROUND, round=n)
+
+
+def table_category(wildcards):
+    """The report category of a file of the tables folder: claims, cost, or the tables."""
+    return next((c for c in ("claims", "cost") if wildcards.name.startswith(c.rstrip("s"))), "tables")
 
 
 def log_of(pattern):
