@@ -25,6 +25,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from baselines.vpt import PromptedViT
+from benchmark.cli import (ArgumentParser, add_debug, existing_file, folder_path, guarded, non_negative_int,
+                           positive_int, wants_debug)
 from benchmark.config import HELP, RunConfig, from_flat, parse_bool, validate_values
 from benchmark.cell import build_model, load_splits, make_batches, seed_everything
 
@@ -60,26 +62,36 @@ def prompt_spread(cfg: RunConfig, lengths: Sequence[int], deep: bool = True) -> 
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmark.prompt_spread", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m benchmark.prompt_spread", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    add_debug(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--backbone", default="timm:deit_tiny_patch16_224")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--checkpoint", default=None, help=HELP["checkpoint"])
+    p.add_argument("--image-size", type=positive_int, default=None)
+    p.add_argument("--checkpoint", type=existing_file, default=None, help=HELP["checkpoint"])
     p.add_argument("--pretrained", type=parse_bool, default=True)
-    p.add_argument("--data-root", default="data")
-    p.add_argument("--prompts", type=int, nargs="+", default=[0, 2, 8, 24], help="prompt lengths (0: no prompts)")
+    p.add_argument("--data-root", type=folder_path, default="data")
+    p.add_argument("--prompts", type=non_negative_int, nargs="+", default=[0, 2, 8, 24], help="prompt lengths (0: no prompts)")
     p.add_argument("--shallow", action="store_true", help="VPT-shallow (one set at the input) instead of deep")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = parser().parse_args(argv)
     cfg = from_flat({"dataset": args.dataset, "method": "vpt-shallow" if args.shallow else "vpt-deep",
-                     "backbone": args.backbone, "image_size": args.image_size, "checkpoint": args.checkpoint,
-                     "pretrained": args.pretrained, "data_root": args.data_root, "seed": args.seed})
+                     "backbone": args.backbone, "image_size": args.image_size,
+                     "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
+                     "pretrained": args.pretrained, "data_root": str(args.data_root), "seed": args.seed})
     validate_values(cfg)
     print("prompts  feature_std  probe_val_macro_f1")
     for row in prompt_spread(cfg, args.prompts, deep=not args.shallow):
         print(f"{row['prompts']:7d}  {row['feature_std']:11.3f}  {row['probe_f1']:18.3f}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    guarded(lambda: _main(argv), debug=wants_debug(argv))
 
 
 if __name__ == "__main__":

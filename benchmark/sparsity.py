@@ -38,7 +38,9 @@ from torch import Tensor, nn
 import shpeft
 from benchmark.config import RunConfig
 from benchmark.cell import build_model, calibration_split, load_splits, make_batches, resolve_device
-from benchmark.config import from_recorded
+from benchmark.cli import (ArgumentParser, UsageError, add_debug, existing_file, folder_path, guarded, ratio,
+                           wants_debug)
+from benchmark.config import check_device, from_recorded
 from benchmark.result import Result
 from benchmark.train import evaluate
 
@@ -250,28 +252,37 @@ def measure_sparsity(pairs: Sequence[tuple[str | Path, str | Path]], outdir: str
     return written
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.sparsity", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True, help="result JSONs of `benchmark.run --method full` runs")
-    p.add_argument("--states", nargs="+", required=True, help="their --save-state files, in the same order")
-    p.add_argument("--out", default="results/sparsity", help="output directory (default: %(default)s)")
-    p.add_argument("--keep", nargs="+", type=float, default=list(DEFAULT_KEEP),
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m benchmark.sparsity", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug(p)
+    p.add_argument("--runs", nargs="+", type=existing_file, required=True,
+                   help="result JSONs of `benchmark.run --method full` runs")
+    p.add_argument("--states", nargs="+", type=existing_file, required=True,
+                   help="their --save-state files, in the same order")
+    p.add_argument("--out", type=folder_path, default="results/sparsity", help="output directory (default: %(default)s)")
+    p.add_argument("--keep", nargs="+", type=ratio, default=list(DEFAULT_KEEP),
                    help="keep fractions p of the keep-top evaluation (default: %(default)s)")
-    p.add_argument("--overlap-ratio", type=float, default=DEFAULT_OVERLAP_RATIO,
+    p.add_argument("--overlap-ratio", type=ratio, default=DEFAULT_OVERLAP_RATIO,
                    help="top-k ratio of the overlap analysis (default: %(default)g)")
-    p.add_argument("--data-root", help="data root (default: each run's own)")
+    p.add_argument("--data-root", type=folder_path, help="data root (default: each run's own)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _main(argv: Sequence[str] | None) -> None:
     args = parser().parse_args(argv)
     if len(args.runs) != len(args.states):
-        parser().error(f"{len(args.runs)} --runs but {len(args.states)} --states")
+        raise UsageError(f"--states: got {len(args.states)} files for {len(args.runs)} --runs; give one state per run")
+    check_device(args.device)
     paths = measure_sparsity(list(zip(args.runs, args.states)), args.out, keep_fractions=args.keep,
-                           overlap_ratio=args.overlap_ratio, data_root=args.data_root, device=args.device)
+                             overlap_ratio=args.overlap_ratio, data_root=args.data_root, device=args.device)
     print("\n".join(map(str, paths)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    # its ValueErrors name a bad input (a run that did not finish, a state of another method or backbone)
+    guarded(lambda: _main(argv), (ValueError,), debug=wants_debug(argv))
 
 
 if __name__ == "__main__":

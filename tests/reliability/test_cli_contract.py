@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[2]
 LIMIT_S = 15.0
 NO_CUDA = not any(Path("/dev").glob("nvidia[0-9]*"))  # without importing torch here
 Setup = Callable[[Path], None]
@@ -41,7 +42,7 @@ class Case:
     needs_no_cuda: bool = False
 
     def words(self, outside: Path) -> list[str]:
-        return shlex.split(self.argv.replace("{outside}", str(outside)))
+        return shlex.split(self.argv.replace("{outside}", str(outside)).replace("{repo}", str(REPO)))
 
     def expected(self) -> tuple[str, ...]:
         return (self.names,) if isinstance(self.names, str) else self.names
@@ -81,8 +82,17 @@ def zeros_zip(name: str, megabytes: int) -> Setup:
     return write
 
 
+def a_folder(name: str) -> Setup:
+    def make(folder: Path) -> None:
+        (folder / name).mkdir()
+    return make
+
+
 TRAIN = ["a/0.png", "b/0.png", "a/1.png", "b/1.png"]
 AFILE = a_file("afile")
+R = "benchmark.run --dataset synthetic-medmnist --backbone tiny_vit --image-size 32 --epochs 1 --data-root data"
+SNAKEMAKE = "snakemake -s {repo}/Snakefile -n --cores 1 all"
+LIST_CONFIG = a_file("list.json", '{"schema": 1, "status": "ok", "config": [1, 2], "provenance": {}}')
 
 CASES: list[Case] = [
     # benchmark.data
@@ -127,6 +137,39 @@ CASES: list[Case] = [
     Case("analysis tables --runs . --ratio 0", "--ratio", touched=("results",)),
     Case("analysis tables --runs . --paper-ratio 1.5", "--paper-ratio", touched=("results",)),
     Case("analysis nosuch", "command"),
+    # benchmark.run (R: the reproductions, before any data is prepared)
+    Case(f"{R} --method shpeft --ratio 0.02 --out d", ("--out", "is a folder"), (a_folder("d"),), touched=("data",)),
+    Case(f"{R} --method shpeft --ratio 0.02 --save-state d", ("--save-state", "is a folder"), (a_folder("d"),),
+         touched=("data", "results")),
+    Case(f"{R} --method shpeft --ratio 1e-400", ("--ratio", "'1e-400'"), touched=("data", "results")),
+    Case(f"{R} --method shpeft --ratio abc", ("--ratio", "'abc'"), touched=("data", "results")),
+    Case(f"{R} --method lora --lr abc", ("--lr", "'abc'", "a number"), touched=("data", "results")),
+    Case(f"{R} --method lora --epochs 0", ("--epochs", "an integer >= 1"), touched=("data", "results")),
+    Case(f"{R} --method lora --checkpoint d", ("--checkpoint", "is a folder"), (a_folder("d"),),
+         touched=("data", "results")),
+    Case("benchmark.run --dataset synthetic-medmnist --method lora --data-root afile", ("--data-root", "is a file"),
+         (AFILE,), touched=("results",)),
+    Case(f"{R} --method nosuch", ("--method", "'nosuch'", "registered methods"), touched=("data", "results")),
+    Case("benchmark.run --dataset busi", "--method", touched=("data", "results")),
+    Case("benchmark.run --rerun list.json", ("--rerun", "config"), (LIST_CONFIG,), touched=("results",)),
+    Case("benchmark.run --rerun missing.json", ("--rerun", "missing.json"), touched=("results",)),
+    Case("benchmark.run --dataset folder:leaky --method linear --backbone tiny_vit --image-size 8 --data-root r",
+         ("splits/train.txt", "splits/test.txt"), (image_folder("leaky", TRAIN, ["a/2.png", "a/0.png", "b/2.png"]),),
+         touched=("r", "results")),
+    # benchmark.sparsity, benchmark.study, benchmark.prompt_spread
+    Case("benchmark.sparsity --runs missing.json --states s.safetensors", ("--runs", "missing.json")),
+    Case("benchmark.sparsity --runs list.json --states list.json list.json", ("--states", "2 files"), (LIST_CONFIG,)),
+    Case("benchmark.sparsity --runs list.json --states list.json --keep 0", "--keep", (LIST_CONFIG,)),
+    Case("benchmark.study choose missing.json --grid 0.001 --out round.json", "missing.json", touched=("round.json",)),
+    Case("benchmark.study choose list.json --grid 0.001 --out round.json", ("list.json", "config"), (LIST_CONFIG,),
+         touched=("round.json",)),
+    Case("benchmark.prompt_spread --dataset busi --prompts -1", "--prompts"),
+    # the Snakemake study config (parsed before any job)
+    Case(f"{SNAKEMAKE} --config study_file=missing.yaml", ("study file", "missing.yaml")),
+    Case(f"{SNAKEMAKE} --config study_file=bad.yaml", ("bad.yaml", "line 3", "not valid YAML"),
+         (a_file("bad.yaml", "study: x\nmethods: [\n"),)),
+    Case(f"{SNAKEMAKE} --config image_size=big", ("paper.yaml", "image_size", "'big'")),
+    Case(f"{SNAKEMAKE} --config 'methods={{lora: [2]}}'", ("paper.yaml", "methods: lora: 0:", "not valid")),
 ]
 
 

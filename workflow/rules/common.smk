@@ -21,7 +21,9 @@ _CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_metho
 PYTHON = "python" if _CONDA else sys.executable
 ENV = "../envs/bench.yaml"
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-CONFIGS = os.path.relpath(f"{workflow.basedir}/workflow/config")  # the shipped studies, named as the user sees them
+CONFIGS = f"{workflow.basedir}/workflow/config"  # the shipped studies
+if not os.path.relpath(CONFIGS).startswith(".."):
+    CONFIGS = os.path.relpath(CONFIGS)  # named as the user sees them
 
 
 def load_study(cfg, source):
