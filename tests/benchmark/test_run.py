@@ -1,5 +1,6 @@
 """The runner end to end on synthetic data in the real MedMNIST format."""
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ import baselines
 from benchmark import data
 from benchmark.config import ConfigError, from_flat
 from benchmark.cell import calibration_sample
-from benchmark.result import Result
+from benchmark.result import Result, ResultError
 from benchmark.run import metric_differences, parse_args, recorded_config, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,3 +154,27 @@ def test_result_records_calibration_counts_and_rerun_reproduces(data_root, tmp_p
     again = run(recorded_config(tmp_path / "run.json", {"out": str(tmp_path / "again.json")}))
     assert all(abs(d) < 1e-6 for *_, d in metric_differences(first, again))
     assert again.config["identity"] == first.config["identity"]
+
+
+def test_results_written_before_the_result_contract_still_load():
+    """A committed cell of the first CPU study (written by the runner before benchmark.result existed)."""
+    old = Result.read(REPO / "tests" / "benchmark" / "data" / "result_before_the_contract.json")
+    assert old.status == "ok" and old.ratio == 0.01 and old.lr == 0.003 and old.val_score == pytest.approx(0.6469, abs=1e-4)
+    cfg = recorded_config(REPO / "tests" / "benchmark" / "data" / "result_before_the_contract.json", {})
+    assert (cfg.dataset, cfg.method, cfg.seed, cfg.train.epochs) == ("busi", "shpeft", 1, 6)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"schema": 2}, "schema 2; this version reads schema 1"),
+    ({"config": [1, 2]}, "config: got 'list'; expected an object"),
+    ({"config": {"dataset": "d", "method": "m", "backbone": "b", "seed": 0, "ratio": "abc"}},
+     "config.ratio: got 'abc'; expected a number in (0, 1] or 'native'"),
+    ({"status": "done"}, "status: got 'done'"),
+    ({"metrics": {"test": {}, "val": {"macro_f1": 0.5}}}, "metrics.test.macro_f1: got None"),
+])
+def test_an_invalid_result_file_is_named_with_its_field(tmp_path, change, message):
+    good = json.loads((REPO / "tests" / "benchmark" / "data" / "result_before_the_contract.json").read_text())
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**good, **change}))
+    with pytest.raises(ResultError, match=re.escape(f"{path}: {message}")):
+        Result.read(path)
