@@ -92,9 +92,10 @@ def below_probe(selected: pd.DataFrame, metric: str = "test.macro_f1") -> pd.Dat
 CHANCE_MARGIN = 0.05  # a run whose test balanced accuracy is within this of chance (1 / classes) learned ~nothing
 
 
-def near_chance(runs: pd.DataFrame, margin: float = CHANCE_MARGIN) -> pd.DataFrame:
+def near_chance(runs: pd.DataFrame, margin: float = CHANCE_MARGIN, reported: pd.Index | None = None) -> pd.DataFrame:
     """Every finished run (sweep cells included) whose test balanced accuracy is within ``margin`` of chance,
-    with its loss history and verdict."""
+    with its loss history and verdict; ``reported``: the index of the runs the tables report (each cell at
+    its chosen lr), so a sweep cell that validation rejected is told apart from a reported one."""
     ok = runs[runs["status"].eq("ok")]
     if ok.empty or "test.balanced_accuracy" not in ok.columns or "test.per_class_f1" not in ok.columns:
         return pd.DataFrame()
@@ -105,6 +106,7 @@ def near_chance(runs: pd.DataFrame, margin: float = CHANCE_MARGIN) -> pd.DataFra
         history = read_history(run["path"])
         rows.append({**{k: run[k] for k in CELL}, "lr": run["lr_tag"], "seed": run["seed"],
                      "balanced_accuracy": run["test.balanced_accuracy"], "chance": 1 / len(run["test.per_class_f1"]),
+                     "reported": reported is None or run.name in reported,
                      "train_loss": _curve(history, "train_loss"), "val_macro_f1": _curve(history, "val_macro_f1"),
                      "verdict": verdict(history)})
     return pd.DataFrame(rows)
@@ -112,10 +114,11 @@ def near_chance(runs: pd.DataFrame, margin: float = CHANCE_MARGIN) -> pd.DataFra
 
 def near_chance_table(rows: pd.DataFrame) -> Table:
     body = [[Cell(r["dataset"]), Cell(r["method"]), Cell(r["ratio_tag"]), Cell(str(r["lr"])), Cell(str(r["seed"])),
+             Cell("reported" if r["reported"] else "rejected on validation"),
              Cell(f"{r['balanced_accuracy']:.3f}"), Cell(f"{r['chance']:.3f}"), Cell(r["train_loss"]),
              Cell(r["val_macro_f1"]), Cell(r["verdict"])] for _, r in rows.iterrows()]
-    header = ["dataset", "method", "ratio", "lr", "seed", "test balanced accuracy", "chance", "train loss per epoch",
-              "val macro-F1 per epoch", "verdict"]
+    header = ["dataset", "method", "ratio", "lr", "seed", "lr choice", "test balanced accuracy", "chance",
+              "train loss per epoch", "val macro-F1 per epoch", "verdict"]
     return Table(header, body, f"Runs within {CHANCE_MARGIN} of chance (test balanced accuracy), and why", n_index=5)
 
 

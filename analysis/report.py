@@ -113,9 +113,10 @@ def claims_section(tables_dir: Path, base: Path) -> list[str]:
     return [table.read_text().rstrip(), "", "Every comparison, with its confounds: " + ", ".join(files)]
 
 
-def near_chance_section(df: pd.DataFrame) -> list[str]:
-    """Every finished run within CHANCE_MARGIN of chance, each with its loss history and a verdict."""
-    rows = near_chance(df)
+def near_chance_section(df: pd.DataFrame, sweep: Mapping[str, Any] | None = None) -> list[str]:
+    """Every finished run within CHANCE_MARGIN of chance, each with its loss history, a verdict, and whether
+    the tables report it or validation rejected its lr."""
+    rows = near_chance(df, reported=select_lr(df, sweep)[0].index if not df.empty else None)
     if rows.empty:
         return [f"No finished run is within {CHANCE_MARGIN} of chance (test balanced accuracy)."]
     return [to_markdown(near_chance_table(rows))]
@@ -155,7 +156,7 @@ def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None,
         "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "",
         "## Tables", "", *table_sections(tables, results, skip=[CLAIMS]), "",
         "## Methods below the linear probe", "", *below_probe_section(df, sweep), "",
-        f"## Runs within {CHANCE_MARGIN} of chance", "", *near_chance_section(df), "",
+        f"## Runs within {CHANCE_MARGIN} of chance", "", *near_chance_section(df, sweep), "",
         "## Figures", "", *(image_sections(figures, results) or ["No figures."]), "",
         "## Sparsity and hybridity analysis", "",
         *(image_sections(sparsity, results) or ["Not produced yet (expected in `sparsity/`)."]), "",
