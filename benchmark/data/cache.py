@@ -107,10 +107,20 @@ def check_trainable(name: str, class_names: tuple[str, ...], splits: Mapping[str
 
 @contextmanager
 def _locked(lock: Path) -> Iterator[None]:
+    """Hold the dataset's prepare lock. A call that created the lock file and fails removes it again, so
+    a failed first prepare leaves only what its message names (the folder to save a download in).
+    filelock keeps lock files on POSIX; removing one races only with a third prepare of the same
+    dataset queued behind a second one, which the DAG (one prepare job per dataset) never starts."""
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
+        created = not lock.exists()
         with FileLock(lock):
-            yield
+            try:
+                yield
+            except BaseException:
+                if created:
+                    lock.unlink(missing_ok=True)
+                raise
     except PermissionError as err:
         raise DataError(f"cannot write under {lock.parent} ({err.strerror}): prepare needs a writable data root") \
             from err

@@ -128,6 +128,17 @@ def test_a_lock_that_cannot_be_created_is_a_named_error(tmp_path, write_images, 
         data.prepare(f"folder:{root}", tmp_path / "data", SIZE)
 
 
+def test_a_failed_download_leaves_the_folder_it_names_and_no_lock(tmp_path):
+    """The first prepare of a registered dataset fails (an empty mirror: no network needed); what stays
+    is the folder its message says to save the file in, not the prepare lock."""
+    (tmp_path / "mirror").mkdir()
+    with pytest.raises(data.DataError, match="by hand") as failed:
+        data.prepare("covid_ct", tmp_path / "data", SIZE, mirror=tmp_path / "mirror")
+    files = [p for p in (tmp_path / "data").rglob("*") if not p.is_dir()]
+    assert files == []
+    assert any(str(folder) in str(failed.value) for folder in (tmp_path / "data").rglob("*"))
+
+
 def test_a_prepared_read_only_root_is_read_without_writing(busi_mirror, tmp_path):
     prepare_busi(tmp_path / "data", busi_mirror)
     before = tree_state(tmp_path / "data")
