@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -113,20 +112,21 @@ def claims_section(tables_dir: Path, base: Path) -> list[str]:
     return [table.read_text().rstrip(), "", "Every comparison, with its confounds: " + ", ".join(files)]
 
 
-def near_chance_section(df: pd.DataFrame, sweep: Mapping[str, Any] | None = None) -> list[str]:
+def near_chance_section(df: pd.DataFrame, reported: pd.DataFrame | None) -> list[str]:
     """Every finished run within CHANCE_MARGIN of chance, each with its loss history, a verdict, and whether
-    the tables report it or validation rejected its lr."""
-    rows = near_chance(df, reported=select_lr(df, sweep)[0].index if not df.empty else None)
+    the tables report it (``reported``: the runs at their chosen lr) or validation rejected its lr."""
+    rows = near_chance(df, reported=None if reported is None else reported.index)
     if rows.empty:
         return [f"No finished run is within {CHANCE_MARGIN} of chance (test balanced accuracy)."]
     return [to_markdown(near_chance_table(rows))]
 
 
-def below_probe_section(df: pd.DataFrame, sweep: Mapping[str, Any] | None = None) -> list[str]:
-    """The reported cells that score below the linear probe, each with its loss history and a verdict."""
-    if df.empty:
+def below_probe_section(reported: pd.DataFrame | None) -> list[str]:
+    """The reported cells (at their chosen lr) that score below the linear probe, each with its loss history
+    and a verdict."""
+    if reported is None:
         return ["No runs."]
-    rows = below_probe(select_lr(df, sweep)[0])
+    rows = below_probe(reported)
     if rows.empty:
         return ["Every reported method scores at or above the linear probe (mean test macro-F1), or no probe ran."]
     return [to_markdown(below_probe_table(rows))]
@@ -148,6 +148,7 @@ def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None,
                      sparsity=sparsity if sparsity.exists() else None)
     if rebuild or not figures.exists():
         write_figures(df, figures, datasets=datasets, order=order, study=study)
+    reported = None if df.empty else select_lr(df, sweep)[0]  # each cell at the lr validation chose
     lines = [
         "# shpeft-bench report", "",
         f"Results from `{_link(runs, results)}/`. Metrics are test-set percentages; "
@@ -155,8 +156,8 @@ def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None,
         "## The paper's claims", "", *claims_section(tables, results), "",
         "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "",
         "## Tables", "", *table_sections(tables, results, skip=[CLAIMS]), "",
-        "## Methods below the linear probe", "", *below_probe_section(df, sweep), "",
-        f"## Runs within {CHANCE_MARGIN} of chance", "", *near_chance_section(df, sweep), "",
+        "## Methods below the linear probe", "", *below_probe_section(reported), "",
+        f"## Runs within {CHANCE_MARGIN} of chance", "", *near_chance_section(df, reported), "",
         "## Figures", "", *(image_sections(figures, results) or ["No figures."]), "",
         "## Sparsity and hybridity analysis", "",
         *(image_sections(sparsity, results) or ["Not produced yet (expected in `sparsity/`)."]), "",
