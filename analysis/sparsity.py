@@ -54,8 +54,9 @@ def plot_keep_top(keep: pd.DataFrame, stem: Path) -> list[Path]:
         _percent_axis(ax)
         ax.set_xlabel("kept top p of |Δw| (other eligible weights: pretrained)")
         ax.set_ylabel(f"test {name} (%)")
-    fig.suptitle("Sparsity: keeping only the top-p changes. Dashed: full fine-tuning (p = 1); dotted: all "
-                 f"eligible changes reverted (p = 0).\nNon-eligible parameters: {keep['non_eligible'].iloc[0]}.",
+    fig.suptitle("Sparsity: keeping only the top-p changes (each dataset: mean over its fine-tuned models). Dashed: full "
+                 "fine-tuning (p = 1); dotted: all eligible changes reverted (p = 0).\n"
+                 f"Non-eligible parameters: {keep['non_eligible'].iloc[0]}.",
                  fontsize="small")
     axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
@@ -71,7 +72,8 @@ def plot_overlap(table: pd.DataFrame, stem: Path) -> list[Path]:
                 cbar_kws={"label": "overlap |A∩B| / k (%)"})
     r = table.iloc[0]
     ax.set_title(f"Hybridity: overlap of the top-k |Δw| sets (k = {r.k} = {fmt_percent(r.ratio)} of "
-                 f"{r.n_eligible}; random sets: {r.random_expected * 100:.2g}%)", fontsize="small")
+                 f"{r.n_eligible}; random sets: {r.random_expected * 100:.2g}%)\neach dataset's lowest-seed fine-tuned "
+                 "model", fontsize="small")
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.tick_params(axis="x", labelrotation=30)
