@@ -1,4 +1,4 @@
-"""Assemble ``<results>/report.md``: run counts, tables, figures, sparsity analysis, provenance."""
+"""Assemble ``<results>/report.md``: run counts and study coverage, tables, figures, sparsity analysis, provenance."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,7 @@ from analysis.results import load_runs
 from analysis.tables import TABLE_ORDER, write_tables
 from analysis.tuning import select_lr
 from analysis.claims import CLAIMS
+from analysis.coverage import COVERAGE
 from benchmark.paths import STUDY_RECORD
 from benchmark.study import read_yaml
 
@@ -112,6 +113,12 @@ def claims_section(tables_dir: Path, base: Path) -> list[str]:
     return [table.read_text().rstrip(), "", "Every comparison, with its confounds: " + ", ".join(files)]
 
 
+def coverage_section(tables_dir: Path) -> list[str]:
+    """Whether every cell the study declares ran (analysis.coverage), under the run counts."""
+    table = tables_dir / f"{COVERAGE}.md"
+    return [table.read_text().rstrip()] if table.exists() else []
+
+
 def near_chance_section(df: pd.DataFrame, reported: pd.DataFrame | None) -> list[str]:
     """Every finished run within CHANCE_MARGIN of chance, each with its loss history, a verdict, and whether
     the tables report it (``reported``: the runs at their chosen lr) or validation rejected its lr."""
@@ -154,8 +161,8 @@ def write_report(results_dir: str | Path, *, runs_dir: str | Path | None = None,
         f"Results from `{_link(runs, results)}/`. Metrics are test-set percentages; "
         "see docs/architecture.md for the result schema.", "",
         "## The paper's claims", "", *claims_section(tables, results), "",
-        "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "",
-        "## Tables", "", *table_sections(tables, results, skip=[CLAIMS]), "",
+        "## Runs", "", *run_summary(df), "", *problem_runs(df, results), "", *coverage_section(tables), "",
+        "## Tables", "", *table_sections(tables, results, skip=[CLAIMS, COVERAGE]), "",
         "## Methods below the linear probe", "", *below_probe_section(reported), "",
         f"## Runs within {CHANCE_MARGIN} of chance", "", *near_chance_section(df, reported), "",
         "## Figures", "", *(image_sections(figures, results) or ["No figures."]), "",

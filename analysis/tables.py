@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.claims import CLAIMS, assess, claims_markdown_table
 from analysis.cost import cost_markdown_table, cost_table, read_benchmarks
+from analysis.coverage import COVERAGE, coverage_markdown_table, coverage_table
 from analysis.protocol import confounds, deviations, rows_of
 
 from analysis.reference import dataset_statuses, load_reference, paper_method
@@ -327,7 +328,8 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
                  benchmarks: str | Path | None = None) -> list[Path]:
     """Write every table (main, ablation, paper comparison, paired_vs_<paper method>) as CSV (wide + long),
     Markdown and LaTeX, the claims the ``study`` declares (claims.csv, claim_tests.csv; ``sparsity``: the
-    folder of benchmark.sparsity's CSVs), plus selected_hparams.csv and runs.csv (every run,
+    folder of benchmark.sparsity's CSVs) and whether every cell it declares ran (coverage.csv|md), plus
+    selected_hparams.csv and runs.csv (every run,
     ``lr_selected`` marking the reported ones), and cost.csv|md when the folder of Snakemake's per-cell
     ``benchmarks`` exists; return the paths. ``ratio``: keep one ratio per method in
     the main table (see one_ratio_per_method); ``paper_ratio``: the ratio of the comparison and ablation
@@ -342,6 +344,9 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
     written = []
     if (study or {}).get("claims"):
         written += write_claims(selected, choices, outdir, study, sparsity, order)
+    if study:
+        covered = coverage_table(selected, study)
+        written += _write(outdir / COVERAGE, coverage_markdown_table(covered), {".csv": covered})
     for metric in metrics:
         long, table = main_table(main, metric, datasets, order, study)
         written += _write(outdir / f"main_{metric}", table, {".csv": wide(long), "_long.csv": long})
