@@ -93,6 +93,7 @@ def test_tables_figures_sparsity_and_report_exist(finished_study):
     claims = (out / "tables" / "claims.csv").read_text()
     assert claims.startswith("claim_id,claim,verdict") and len(claims.splitlines()) == 3
     assert (out / "study.yaml").exists() and list((out / "benchmarks").rglob("*.tsv"))
+    assert ", 0 missing" in report and "**Study coverage" in report  # every declared cell ran
 
 
 def job_counts(dry_run: str) -> dict[str, int]:
