@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis.render import Cell, Table, fmt_ratio
 from benchmark.paths import ratio_tag
+from benchmark.study import ratios
 
 COVERAGE = "coverage"  # the file stem of the coverage table
 STATES = ("ok", "unreachable", "failed", "corrupt", "missing")  # a seed with runs in several states takes the first
@@ -23,8 +24,8 @@ def seed_state(statuses: set[str]) -> str:
 def coverage_table(reported: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
     """One row per declared (method, ratio_tag, dataset): how many of the study's seeds are in each state."""
     rows = []
-    for method, ratios in study["methods"].items():
-        for tag in dict.fromkeys(map(ratio_tag, ratios)):
+    for method in study["methods"]:
+        for tag in dict.fromkeys(map(ratio_tag, ratios(study, method))):
             for dataset in study["datasets"]:
                 cell = reported[reported["method"].eq(method) & reported["ratio_tag"].eq(tag)
                                 & reported["dataset"].eq(dataset)]

@@ -54,8 +54,8 @@ def plot_keep_top(keep: pd.DataFrame, stem: Path) -> list[Path]:
         _percent_axis(ax)
         ax.set_xlabel("kept top p of |Δw| (other eligible weights: pretrained)")
         ax.set_ylabel(f"test {name} (%)")
-    fig.suptitle("Sparsity: keeping only the top-p changes (each dataset: mean over its fine-tuned models). Dashed: full "
-                 "fine-tuning (p = 1); dotted: all eligible changes reverted (p = 0).\n"
+    fig.suptitle("Sparsity: keeping only the top-p changes (each dataset: mean over its fine-tuned models). "
+                 "Dashed: full fine-tuning (p = 1); dotted: all eligible changes reverted (p = 0).\n"
                  f"Non-eligible parameters: {keep['non_eligible'].iloc[0]}.",
                  fontsize="small")
     axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -329,11 +329,10 @@ def write_tables(df: pd.DataFrame, outdir: str | Path, *, datasets: Sequence[str
     """Write every table (main, ablation, paper comparison, paired_vs_<paper method>) as CSV (wide + long),
     Markdown and LaTeX, the claims the ``study`` declares (claims.csv, claim_tests.csv; ``sparsity``: the
     folder of benchmark.sparsity's CSVs) and whether every cell it declares ran (coverage.csv|md), plus
-    selected_hparams.csv and runs.csv (every run,
-    ``lr_selected`` marking the reported ones), and cost.csv|md when the folder of Snakemake's per-cell
-    ``benchmarks`` exists; return the paths. ``ratio``: keep one ratio per method in
-    the main table (see one_ratio_per_method); ``paper_ratio``: the ratio of the comparison and ablation
-    tables (default: ``ablation_ratio``)."""
+    selected_hparams.csv and runs.csv (every run, ``lr_selected`` marking the reported ones), and cost.csv|md
+    when the folder of Snakemake's per-cell ``benchmarks`` exists; return the paths. ``ratio``: keep one ratio
+    per method in the main table (see one_ratio_per_method); ``paper_ratio``: the ratio of the comparison and
+    ablation tables (default: ``ablation_ratio``)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     datasets = resolve_datasets(df, datasets)

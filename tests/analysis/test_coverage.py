@@ -34,14 +34,16 @@ def brute_force(runs: pd.DataFrame, study: dict) -> dict[tuple, dict[str, int]]:
 
 def test_every_declared_cell_is_counted_like_the_brute_force() -> None:
     runs = reported([
-        ("busi", "full", "native", 0, "ok"), ("busi", "full", "native", 1, "ok"), ("busi", "full", "native", 2, "failed"),
+        ("busi", "full", "native", 0, "ok"), ("busi", "full", "native", 1, "ok"),
+        ("busi", "full", "native", 2, "failed"),
         ("covid_ct", "full", "native", 0, "ok"),
         # no lr trained: every lr of the sweep seed stays reported, each unreachable
         ("busi", "lora", "0.0001", 0, "unreachable"), ("busi", "lora", "0.0001", 0, "unreachable"),
         ("busi", "lora", "0.0001", 1, "unreachable"), ("busi", "lora", "0.0001", 2, "unreachable"),
         ("covid_ct", "lora", "0.01", 0, "corrupt"), ("covid_ct", "lora", "0.01", 0, "ok"),
         # not declared by the study: ignored
-        ("busi", "vera", "native", 0, "ok"), ("chaoyang", "full", "native", 0, "ok"), ("busi", "full", "native", 7, "ok"),
+        ("busi", "vera", "native", 0, "ok"), ("chaoyang", "full", "native", 0, "ok"),
+        ("busi", "full", "native", 7, "ok"),
     ])
     table = coverage_table(runs, STUDY)
     assert len(table) == 6 and (table[list(STATES)].sum(axis=1) == 3).all()
@@ -59,7 +61,8 @@ def test_markdown_names_each_cells_states_and_the_totals() -> None:
     text = to_markdown(coverage_markdown_table(coverage_table(runs, STUDY)))
     assert "| full | native | 3 ok | 3 missing |" in text
     assert "| lora | 1e-4 | 3 unreachable | 3 missing |" in text
-    assert "18 declared cells (method x ratio x dataset x seed): 3 ok, 3 unreachable, 0 failed, 0 corrupt, 12 missing" in text
+    assert ("18 declared cells (method x ratio x dataset x seed): 3 ok, 3 unreachable, 0 failed, 0 corrupt, "
+            "12 missing") in text
 
 
 def test_the_report_shows_coverage_under_the_runs_when_the_study_is_recorded(runs_dir) -> None:
@@ -73,4 +76,5 @@ def test_the_report_shows_coverage_under_the_runs_when_the_study_is_recorded(run
     assert "| full | native | 3 ok | 3 ok |" in text
     assert "| vpt-deep | 1e-5 | 3 unreachable | 3 unreachable |" in text
     assert "| gps | 1e-2 | 3 missing | 3 missing |" in text
-    assert "18 declared cells (method x ratio x dataset x seed): 6 ok, 6 unreachable, 0 failed, 0 corrupt, 6 missing" in text
+    assert ("18 declared cells (method x ratio x dataset x seed): 6 ok, 6 unreachable, 0 failed, 0 corrupt, "
+            "6 missing") in text
