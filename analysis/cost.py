@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.render import Cell, Table
+from analysis.tuning import CELL  # the cells of one group do the same work (epochs, images)
 from benchmark.paths import parse_run_relpath
 
 PHASES = ("startup_s", "setup_s", "prepare_s", "train_s", "eval_s")
 SLOWED_FACTOR = 2.0  # a cell over this multiple of its group's median wall time ran beside other work
 SLOWED_MIN_GROUP = 3  # groups smaller than this have no trustworthy median
-CELL_GROUP = ["dataset", "backbone", "method", "ratio_tag"]  # cells that do the same work (epochs, images)
 COLUMNS = ["method", "cells", "slowed", "job_s_mean", "job_s_total", "max_rss_mb_mean", "max_rss_mb_max",
            *(f"{p}_mean" for p in PHASES), "train_eval_share"]
 
@@ -39,11 +39,10 @@ def slowed_cells(runs: pd.DataFrame, factor: float = SLOWED_FACTOR,
     Every cell of a group runs the same epochs on the same images, so such a cell ran beside other work: its
     metrics stand, its time does not. Re-running it alone (``snakemake --force <cell>``) re-times it."""
     trained = runs[runs["status"].eq("ok")]
-    grouped = trained.groupby(CELL_GROUP, dropna=False)["perf.wall_s"]
+    grouped = trained.groupby(CELL, dropna=False)["perf.wall_s"]
     trained = trained.assign(group_median_s=grouped.transform("median"), group_cells=grouped.transform("size"))
-    slowed = trained["group_cells"].ge(min_group) & trained["perf.wall_s"].gt(factor * trained["group_median_s"])
-    slowed = trained[slowed]
-    return slowed[["path", *CELL_GROUP, "perf.wall_s", "group_median_s"]].reset_index(drop=True)
+    over = trained["group_cells"].ge(min_group) & trained["perf.wall_s"].gt(factor * trained["group_median_s"])
+    return trained.loc[over, ["path", *CELL, "perf.wall_s", "group_median_s"]].reset_index(drop=True)
 
 
 def cost_table(runs: pd.DataFrame, benchmarks: pd.DataFrame) -> pd.DataFrame:
