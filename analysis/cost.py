@@ -76,7 +76,7 @@ def cost_markdown_table(table: pd.DataFrame) -> Table:
               "Train s", "Eval s", "Train + eval"]
     notes = ["Job s and peak RSS: Snakemake's benchmark of each cell's job; the phases: the runner's own clock "
              "(benchmark.run.Phases), means over the cells that recorded them",
-             f"Slowed: cells whose wall time exceeds {SLOWED_FACTOR:g}x the median of their dataset, method and "
-             f"ratio (groups of >= {SLOWED_MIN_GROUP} cells); they ran beside other work, so their times (not their "
-             "metrics) are suspect (analysis.cost.slowed_cells)"]
+             f"Slowed: cells whose wall time exceeds {SLOWED_FACTOR:g}x the median of their dataset, backbone, "
+             f"method and ratio (groups of >= {SLOWED_MIN_GROUP} cells); they ran beside other work, so their "
+             "times (not their metrics) are suspect (analysis.cost.slowed_cells)"]
     return Table(header, rows, "Cost per cell and method", notes)
